@@ -1,0 +1,774 @@
+//! The index of one swap area: a red-black tree keyed by swap offset, whose
+//! nodes are also the entries of the area's LRU.
+//!
+//! zswap finds a stored page by `(swap type, offset)`. As in the 2013 patch
+//! set, each swap type has its own tree, so two areas never contend on one
+//! lock, and the tree gives O(log n) lookup with a worst case that a hash
+//! table's resizing does not have. (Kernel 6.10 moved to an xarray; this
+//! project keeps the tree on purpose, and keeps it lean.)
+//!
+//! Lean means the whole entry — tree links, key, LRU links and the caller's
+//! 64-bit value — is 32 bytes, half of the kernel's `struct zswap_entry`:
+//!
+//! * nodes live in one `Vec` per area and link to each other by 32-bit slot
+//!   numbers, not pointers (and the `Vec` never reallocates per entry);
+//! * the node colour and a 3-bit caller tag ride in the top bits of the parent
+//!   link, which is why an area holds at most [`MAX_ENTRIES`] entries;
+//! * keys are `u32` offsets: an area has at most 2^32 - 1 slots (16 TiB of
+//!   4 KiB pages), far beyond what a RAM pool holds.
+//!
+//! Freed slots are kept on a free list threaded through their LRU links and
+//! reused first, so a churning area does not grow. The trade-off: slot
+//! numbers are stable while an entry lives (the LRU and callers rely on it),
+//! so the `Vec` never shrinks below its highest live slot until the area is
+//! emptied by [`Index::drain`].
+
+use crate::lru::{Lru, LruLink, LruSlots, NIL};
+
+/// A slot number: stable for as long as its entry lives.
+pub type EntryId = u32;
+
+/// Bits of the parent link that hold the parent's slot number. 28 bits leave
+/// the top four for the colour and the caller's tag.
+const PARENT_BITS: u32 = 28;
+const PARENT_MASK: u32 = (1 << PARENT_BITS) - 1;
+/// The parent field of the root.
+const PARENT_NONE: u32 = PARENT_MASK;
+const TAG_SHIFT: u32 = PARENT_BITS;
+const TAG_MASK: u32 = 0b111 << TAG_SHIFT;
+const RED: u32 = 1 << 31;
+/// Marks a free slot in its `lru.prev` (live slots hold a slot number or NIL there).
+const FREE: u32 = u32::MAX - 1;
+
+/// The most entries one index holds: every slot number must fit the 28-bit
+/// parent field and differ from `PARENT_NONE`.
+pub const MAX_ENTRIES: usize = PARENT_NONE as usize;
+
+/// Largest caller tag: tags are 3 bits.
+pub const MAX_TAG: u8 = 7;
+
+/// One entry. Invariants: a live node's `left`/`right` are `NIL` or live
+/// slots with smaller/greater keys; `parent_tag & PARENT_MASK` is its parent's
+/// slot or `PARENT_NONE` for the root; red nodes have black children; every
+/// path from a node to a `NIL` passes the same number of black nodes.
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+struct Node {
+    left: u32,
+    right: u32,
+    /// Parent slot (low 28 bits), caller tag (bits 28..31), red (bit 31).
+    parent_tag: u32,
+    /// The swap offset.
+    key: u32,
+    lru: LruLink,
+    /// The caller's value (for zswap: a packed pool handle and length, or the
+    /// fill word of a same-filled page).
+    value: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<Node>() == 32);
+
+/// What the index holds for one offset, as handed to the caller.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryRef {
+    pub id: EntryId,
+    pub key: u32,
+    pub value: u64,
+    pub tag: u8,
+}
+
+/// The index is full: [`MAX_ENTRIES`] entries are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexFull;
+
+impl std::fmt::Display for IndexFull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "index full: at most {MAX_ENTRIES} entries per swap area")
+    }
+}
+
+impl std::error::Error for IndexFull {}
+
+/// Red-black tree plus LRU over one arena of 32-byte nodes.
+#[derive(Default)]
+pub struct Index {
+    nodes: Vec<Node>,
+    root: u32,
+    /// Head of the free-slot list, chained through `lru.next`.
+    free: u32,
+    len: u32,
+    lru: Lru,
+}
+
+impl LruSlots for [Node] {
+    fn link(&self, id: u32) -> &LruLink {
+        &self[id as usize].lru
+    }
+    fn link_mut(&mut self, id: u32) -> &mut LruLink {
+        &mut self[id as usize].lru
+    }
+}
+
+impl Index {
+    /// An empty index; it allocates nothing until the first insert.
+    pub fn new() -> Self {
+        Index {
+            nodes: Vec::new(),
+            root: NIL,
+            free: NIL,
+            len: 0,
+            lru: Lru::new(),
+        }
+    }
+
+    /// Entries stored.
+    pub fn len(&self) -> usize {
+        self.len as usize
+    }
+
+    /// Whether no entry is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Bytes of node memory held (live, free and spare slots), for the
+    /// metadata figures.
+    pub fn memory_bytes(&self) -> usize {
+        self.nodes.capacity() * std::mem::size_of::<Node>()
+    }
+
+    /// Size of one entry's node in bytes.
+    pub const NODE_BYTES: usize = std::mem::size_of::<Node>();
+
+    // --- node field helpers -------------------------------------------------
+
+    #[inline]
+    fn left(&self, id: u32) -> u32 {
+        self.nodes[id as usize].left
+    }
+    #[inline]
+    fn right(&self, id: u32) -> u32 {
+        self.nodes[id as usize].right
+    }
+    #[inline]
+    fn parent(&self, id: u32) -> u32 {
+        let p = self.nodes[id as usize].parent_tag & PARENT_MASK;
+        if p == PARENT_NONE {
+            NIL
+        } else {
+            p
+        }
+    }
+    #[inline]
+    fn set_parent(&mut self, id: u32, parent: u32) {
+        let p = if parent == NIL { PARENT_NONE } else { parent };
+        let n = &mut self.nodes[id as usize];
+        n.parent_tag = (n.parent_tag & !PARENT_MASK) | p;
+    }
+    #[inline]
+    fn is_red(&self, id: u32) -> bool {
+        id != NIL && self.nodes[id as usize].parent_tag & RED != 0
+    }
+    #[inline]
+    fn set_red(&mut self, id: u32, red: bool) {
+        let n = &mut self.nodes[id as usize];
+        if red {
+            n.parent_tag |= RED;
+        } else {
+            n.parent_tag &= !RED;
+        }
+    }
+    #[inline]
+    fn tag(&self, id: u32) -> u8 {
+        ((self.nodes[id as usize].parent_tag & TAG_MASK) >> TAG_SHIFT) as u8
+    }
+    #[inline]
+    fn entry(&self, id: u32) -> EntryRef {
+        let n = &self.nodes[id as usize];
+        EntryRef {
+            id,
+            key: n.key,
+            value: n.value,
+            tag: self.tag(id),
+        }
+    }
+
+    // --- lookup ---------------------------------------------------------------
+
+    /// The entry stored at `key`.
+    #[inline]
+    pub fn get(&self, key: u32) -> Option<EntryRef> {
+        let id = self.find(key);
+        (id != NIL).then(|| self.entry(id))
+    }
+
+    fn find(&self, key: u32) -> u32 {
+        let mut id = self.root;
+        while id != NIL {
+            let n = &self.nodes[id as usize];
+            id = match key.cmp(&n.key) {
+                std::cmp::Ordering::Less => n.left,
+                std::cmp::Ordering::Greater => n.right,
+                std::cmp::Ordering::Equal => return id,
+            };
+        }
+        NIL
+    }
+
+    /// The entry in slot `id`, which must be live.
+    pub fn entry_at(&self, id: EntryId) -> EntryRef {
+        debug_assert!(self.is_live(id), "slot {id} is not live");
+        self.entry(id)
+    }
+
+    fn is_live(&self, id: u32) -> bool {
+        (id as usize) < self.nodes.len() && self.nodes[id as usize].lru.prev != FREE
+    }
+
+    /// Replace the value and tag of the live entry in slot `id`.
+    pub fn set_value(&mut self, id: EntryId, value: u64, tag: u8) {
+        debug_assert!(self.is_live(id), "slot {id} is not live");
+        debug_assert!(tag <= MAX_TAG);
+        let n = &mut self.nodes[id as usize];
+        n.value = value;
+        n.parent_tag = (n.parent_tag & !TAG_MASK) | (u32::from(tag) << TAG_SHIFT);
+    }
+
+    // --- LRU ------------------------------------------------------------------
+
+    /// The entry that has gone longest without being stored or touched.
+    pub fn lru_oldest(&self) -> Option<EntryRef> {
+        self.lru.oldest().map(|id| self.entry(id))
+    }
+
+    /// The entry one step newer than `id` on the LRU.
+    pub fn lru_newer(&self, id: EntryId) -> Option<EntryRef> {
+        self.lru.newer(&self.nodes[..], id).map(|i| self.entry(i))
+    }
+
+    /// Mark the entry in slot `id` as just used.
+    pub fn touch(&mut self, id: EntryId) {
+        debug_assert!(self.is_live(id), "slot {id} is not live");
+        self.lru.touch(&mut self.nodes[..], id);
+    }
+
+    // --- insert -----------------------------------------------------------------
+
+    /// Store `value` with `tag` at `key`, as the newest entry of the LRU.
+    /// Returns the entry it replaced, if `key` held one (its slot is reused).
+    pub fn insert(&mut self, key: u32, value: u64, tag: u8) -> Result<Option<EntryRef>, IndexFull> {
+        debug_assert!(tag <= MAX_TAG);
+        let mut parent = NIL;
+        let mut id = self.root;
+        let mut go_left = false;
+        while id != NIL {
+            let n = &self.nodes[id as usize];
+            parent = id;
+            match key.cmp(&n.key) {
+                std::cmp::Ordering::Less => {
+                    go_left = true;
+                    id = n.left;
+                }
+                std::cmp::Ordering::Greater => {
+                    go_left = false;
+                    id = n.right;
+                }
+                std::cmp::Ordering::Equal => {
+                    let old = self.entry(id);
+                    self.set_value(id, value, tag);
+                    self.touch(id);
+                    return Ok(Some(old));
+                }
+            }
+        }
+        let id = self.alloc_slot()?;
+        self.nodes[id as usize] = Node {
+            left: NIL,
+            right: NIL,
+            parent_tag: RED | (u32::from(tag) << TAG_SHIFT) | PARENT_NONE,
+            key,
+            lru: LruLink::UNLINKED,
+            value,
+        };
+        self.set_parent(id, parent);
+        if parent == NIL {
+            self.root = id;
+        } else if go_left {
+            self.nodes[parent as usize].left = id;
+        } else {
+            self.nodes[parent as usize].right = id;
+        }
+        self.insert_fixup(id);
+        self.lru.push_newest(&mut self.nodes[..], id);
+        self.len += 1;
+        Ok(None)
+    }
+
+    fn alloc_slot(&mut self) -> Result<u32, IndexFull> {
+        if self.free != NIL {
+            let id = self.free;
+            self.free = self.nodes[id as usize].lru.next;
+            return Ok(id);
+        }
+        if self.nodes.len() >= MAX_ENTRIES {
+            return Err(IndexFull);
+        }
+        self.nodes.try_reserve(1).map_err(|_| IndexFull)?;
+        self.nodes.push(Node {
+            left: NIL,
+            right: NIL,
+            parent_tag: PARENT_NONE,
+            key: 0,
+            lru: LruLink::UNLINKED,
+            value: 0,
+        });
+        Ok((self.nodes.len() - 1) as u32)
+    }
+
+    fn insert_fixup(&mut self, mut z: u32) {
+        while self.is_red(self.parent(z)) {
+            let p = self.parent(z);
+            // A red node is never the root, so p has a parent.
+            let g = self.parent(p);
+            if p == self.left(g) {
+                let uncle = self.right(g);
+                if self.is_red(uncle) {
+                    self.set_red(p, false);
+                    self.set_red(uncle, false);
+                    self.set_red(g, true);
+                    z = g;
+                    continue;
+                }
+                if z == self.right(p) {
+                    z = p;
+                    self.rotate_left(z);
+                }
+                let p = self.parent(z);
+                self.set_red(p, false);
+                self.set_red(g, true);
+                self.rotate_right(g);
+            } else {
+                let uncle = self.left(g);
+                if self.is_red(uncle) {
+                    self.set_red(p, false);
+                    self.set_red(uncle, false);
+                    self.set_red(g, true);
+                    z = g;
+                    continue;
+                }
+                if z == self.left(p) {
+                    z = p;
+                    self.rotate_right(z);
+                }
+                let p = self.parent(z);
+                self.set_red(p, false);
+                self.set_red(g, true);
+                self.rotate_left(g);
+            }
+        }
+        let root = self.root;
+        self.set_red(root, false);
+    }
+
+    /// Make `new` take `old`'s place under `old`'s parent (or as root).
+    fn replace_child(&mut self, parent: u32, old: u32, new: u32) {
+        if parent == NIL {
+            self.root = new;
+        } else if self.left(parent) == old {
+            self.nodes[parent as usize].left = new;
+        } else {
+            self.nodes[parent as usize].right = new;
+        }
+    }
+
+    fn rotate_left(&mut self, x: u32) {
+        let y = self.right(x);
+        let y_left = self.left(y);
+        self.nodes[x as usize].right = y_left;
+        if y_left != NIL {
+            self.set_parent(y_left, x);
+        }
+        let xp = self.parent(x);
+        self.set_parent(y, xp);
+        self.replace_child(xp, x, y);
+        self.nodes[y as usize].left = x;
+        self.set_parent(x, y);
+    }
+
+    fn rotate_right(&mut self, x: u32) {
+        let y = self.left(x);
+        let y_right = self.right(y);
+        self.nodes[x as usize].left = y_right;
+        if y_right != NIL {
+            self.set_parent(y_right, x);
+        }
+        let xp = self.parent(x);
+        self.set_parent(y, xp);
+        self.replace_child(xp, x, y);
+        self.nodes[y as usize].right = x;
+        self.set_parent(x, y);
+    }
+
+    // --- erase ------------------------------------------------------------------
+
+    /// Remove the entry at `key`, returning it.
+    pub fn remove(&mut self, key: u32) -> Option<EntryRef> {
+        let id = self.find(key);
+        (id != NIL).then(|| self.remove_at(id))
+    }
+
+    /// Remove the live entry in slot `id`, returning it. Its slot is freed.
+    pub fn remove_at(&mut self, z: EntryId) -> EntryRef {
+        debug_assert!(self.is_live(z), "slot {z} is not live");
+        let removed = self.entry(z);
+        // y: the node that leaves its place in the tree (z itself, or z's
+        // successor, which then moves into z's place so that slot numbers of
+        // other entries never change).
+        let y = if self.left(z) == NIL || self.right(z) == NIL {
+            z
+        } else {
+            let mut s = self.right(z);
+            while self.left(s) != NIL {
+                s = self.left(s);
+            }
+            s
+        };
+        let x = if self.left(y) != NIL {
+            self.left(y)
+        } else {
+            self.right(y)
+        };
+        let mut x_parent = self.parent(y);
+        if x != NIL {
+            self.set_parent(x, x_parent);
+        }
+        self.replace_child(x_parent, y, x);
+        let y_was_black = !self.is_red(y);
+        if y != z {
+            if x_parent == z {
+                x_parent = y;
+            }
+            let (zl, zr, zp) = (self.left(z), self.right(z), self.parent(z));
+            let z_red = self.is_red(z);
+            self.nodes[y as usize].left = zl;
+            self.nodes[y as usize].right = zr;
+            self.set_parent(y, zp);
+            self.set_red(y, z_red);
+            if zl != NIL {
+                self.set_parent(zl, y);
+            }
+            if zr != NIL {
+                self.set_parent(zr, y);
+            }
+            self.replace_child(zp, z, y);
+        }
+        if y_was_black {
+            self.erase_fixup(x, x_parent);
+        }
+        self.lru.unlink(&mut self.nodes[..], z);
+        let n = &mut self.nodes[z as usize];
+        n.lru = LruLink {
+            prev: FREE,
+            next: self.free,
+        };
+        n.left = NIL;
+        n.right = NIL;
+        n.parent_tag = PARENT_NONE;
+        self.free = z;
+        self.len -= 1;
+        removed
+    }
+
+    fn erase_fixup(&mut self, mut x: u32, mut xp: u32) {
+        while x != self.root && !self.is_red(x) {
+            if x == self.left(xp) {
+                let mut w = self.right(xp);
+                if self.is_red(w) {
+                    self.set_red(w, false);
+                    self.set_red(xp, true);
+                    self.rotate_left(xp);
+                    w = self.right(xp);
+                }
+                if !self.is_red(self.left(w)) && !self.is_red(self.right(w)) {
+                    self.set_red(w, true);
+                    x = xp;
+                    xp = self.parent(x);
+                } else {
+                    if !self.is_red(self.right(w)) {
+                        let wl = self.left(w);
+                        self.set_red(wl, false);
+                        self.set_red(w, true);
+                        self.rotate_right(w);
+                        w = self.right(xp);
+                    }
+                    let xp_red = self.is_red(xp);
+                    self.set_red(w, xp_red);
+                    self.set_red(xp, false);
+                    let wr = self.right(w);
+                    self.set_red(wr, false);
+                    self.rotate_left(xp);
+                    x = self.root;
+                    xp = NIL;
+                }
+            } else {
+                let mut w = self.left(xp);
+                if self.is_red(w) {
+                    self.set_red(w, false);
+                    self.set_red(xp, true);
+                    self.rotate_right(xp);
+                    w = self.left(xp);
+                }
+                if !self.is_red(self.left(w)) && !self.is_red(self.right(w)) {
+                    self.set_red(w, true);
+                    x = xp;
+                    xp = self.parent(x);
+                } else {
+                    if !self.is_red(self.left(w)) {
+                        let wr = self.right(w);
+                        self.set_red(wr, false);
+                        self.set_red(w, true);
+                        self.rotate_left(w);
+                        w = self.left(xp);
+                    }
+                    let xp_red = self.is_red(xp);
+                    self.set_red(w, xp_red);
+                    self.set_red(xp, false);
+                    let wl = self.left(w);
+                    self.set_red(wl, false);
+                    self.rotate_right(xp);
+                    x = self.root;
+                    xp = NIL;
+                }
+            }
+        }
+        if x != NIL {
+            self.set_red(x, false);
+        }
+    }
+
+    // --- walks ------------------------------------------------------------------
+
+    /// Every entry in key order.
+    pub fn iter(&self) -> Iter<'_> {
+        let mut it = Iter {
+            index: self,
+            stack: Vec::new(),
+        };
+        it.push_left(self.root);
+        it
+    }
+
+    /// Visit every entry's value in slot order (not key order), to rewrite
+    /// values in place; used by pool compaction, which moves objects.
+    pub fn for_each_value_mut(&mut self, mut f: impl FnMut(u32, &mut u64, u8)) {
+        for n in self.nodes.iter_mut() {
+            if n.lru.prev != FREE {
+                let tag = ((n.parent_tag & TAG_MASK) >> TAG_SHIFT) as u8;
+                f(n.key, &mut n.value, tag);
+            }
+        }
+    }
+
+    /// Remove every entry, handing each to `f`, and give back the arena.
+    pub fn drain(&mut self, mut f: impl FnMut(EntryRef)) {
+        for id in 0..self.nodes.len() as u32 {
+            if self.nodes[id as usize].lru.prev != FREE {
+                f(self.entry(id));
+            }
+        }
+        *self = Index::new();
+    }
+
+    /// Check every invariant of the tree, the LRU and the free list.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        if self.is_red(self.root) {
+            return Err("root is red".into());
+        }
+        if self.root != NIL && self.parent(self.root) != NIL {
+            return Err("root has a parent".into());
+        }
+        let mut count = 0u32;
+        self.check_subtree(self.root, None, None, &mut count)?;
+        if count != self.len {
+            return Err(format!("tree holds {count} nodes but len is {}", self.len));
+        }
+        self.lru.check(&self.nodes[..])?;
+        if self.lru.len() != self.len as usize {
+            return Err(format!(
+                "LRU holds {} but len is {}",
+                self.lru.len(),
+                self.len
+            ));
+        }
+        let mut free = 0usize;
+        let mut id = self.free;
+        while id != NIL {
+            if self.nodes[id as usize].lru.prev != FREE {
+                return Err(format!("slot {id} is on the free list but not marked free"));
+            }
+            free += 1;
+            if free > self.nodes.len() {
+                return Err("free list loops".into());
+            }
+            id = self.nodes[id as usize].lru.next;
+        }
+        if free + self.len as usize != self.nodes.len() {
+            return Err(format!(
+                "{free} free + {} live slots != {} slots",
+                self.len,
+                self.nodes.len()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Returns the black height of the subtree at `id`.
+    fn check_subtree(
+        &self,
+        id: u32,
+        lo: Option<u32>,
+        hi: Option<u32>,
+        count: &mut u32,
+    ) -> Result<u32, String> {
+        if id == NIL {
+            return Ok(1);
+        }
+        if !self.is_live(id) {
+            return Err(format!("slot {id} is in the tree but free"));
+        }
+        *count += 1;
+        if *count > self.len {
+            return Err("tree has more nodes than len (a cycle?)".into());
+        }
+        let key = self.nodes[id as usize].key;
+        if lo.is_some_and(|lo| key <= lo) || hi.is_some_and(|hi| key >= hi) {
+            return Err(format!("key {key} at slot {id} out of order"));
+        }
+        let (l, r) = (self.left(id), self.right(id));
+        for child in [l, r] {
+            if child != NIL && self.parent(child) != id {
+                return Err(format!("slot {child}'s parent is not {id}"));
+            }
+        }
+        if self.is_red(id) && (self.is_red(l) || self.is_red(r)) {
+            return Err(format!("red slot {id} has a red child"));
+        }
+        let lh = self.check_subtree(l, lo, Some(key), count)?;
+        let rh = self.check_subtree(r, Some(key), hi, count)?;
+        if lh != rh {
+            return Err(format!(
+                "black heights differ under slot {id}: {lh} vs {rh}"
+            ));
+        }
+        Ok(lh + u32::from(!self.is_red(id)))
+    }
+}
+
+/// In-order walk over an [`Index`].
+pub struct Iter<'a> {
+    index: &'a Index,
+    stack: Vec<u32>,
+}
+
+impl Iter<'_> {
+    fn push_left(&mut self, mut id: u32) {
+        while id != NIL {
+            self.stack.push(id);
+            id = self.index.left(id);
+        }
+    }
+}
+
+impl Iterator for Iter<'_> {
+    type Item = EntryRef;
+
+    fn next(&mut self) -> Option<EntryRef> {
+        let id = self.stack.pop()?;
+        self.push_left(self.index.right(id));
+        Some(self.index.entry(id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_is_32_bytes() {
+        assert_eq!(Index::NODE_BYTES, 32);
+    }
+
+    #[test]
+    fn insert_replace_remove() {
+        let mut ix = Index::new();
+        for k in [5u32, 3, 8, 1, 4, 7, 9, 2, 6] {
+            assert_eq!(
+                ix.insert(k, u64::from(k) * 10, (k % 8) as u8).unwrap(),
+                None
+            );
+            ix.check_invariants().unwrap();
+        }
+        let old = ix.insert(4, 99, 1).unwrap().unwrap();
+        assert_eq!((old.key, old.value, old.tag), (4, 40, 4));
+        assert_eq!(ix.get(4).map(|e| (e.value, e.tag)), Some((99, 1)));
+        assert_eq!(ix.len(), 9);
+        let keys: Vec<u32> = ix.iter().map(|e| e.key).collect();
+        assert_eq!(keys, [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        // LRU: 4 was replaced last, so it is the newest; 5 the oldest.
+        assert_eq!(ix.lru_oldest().unwrap().key, 5);
+        for k in [5u32, 1, 9, 4] {
+            assert_eq!(ix.remove(k).unwrap().key, k);
+            assert_eq!(ix.remove(k), None);
+            ix.check_invariants().unwrap();
+        }
+        assert_eq!(ix.lru_oldest().unwrap().key, 3);
+        // Freed slots are reused before the arena grows.
+        let slots = ix.nodes.len();
+        ix.insert(100, 0, 0).unwrap();
+        assert_eq!(ix.nodes.len(), slots);
+        ix.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn ascending_and_descending_runs_stay_balanced() {
+        let mut ix = Index::new();
+        for k in 0..10_000u32 {
+            ix.insert(k, 0, 0).unwrap();
+        }
+        for k in (10_000..20_000u32).rev() {
+            ix.insert(k, 0, 0).unwrap();
+        }
+        ix.check_invariants().unwrap();
+        // A red-black tree of n nodes is at most 2*log2(n+1) deep.
+        fn depth(ix: &Index, id: u32) -> u32 {
+            if id == NIL {
+                0
+            } else {
+                1 + depth(ix, ix.left(id)).max(depth(ix, ix.right(id)))
+            }
+        }
+        let d = depth(&ix, ix.root);
+        assert!(d <= 2 * 15, "depth {d} for 20000 nodes");
+        for k in (0..20_000u32).step_by(3) {
+            ix.remove(k).unwrap();
+        }
+        ix.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn drain_hands_back_everything() {
+        let mut ix = Index::new();
+        for k in 0..100u32 {
+            ix.insert(k, u64::from(k), 0).unwrap();
+        }
+        ix.remove(50);
+        let mut seen = Vec::new();
+        ix.drain(|e| seen.push(e.value));
+        seen.sort_unstable();
+        assert_eq!(seen.len(), 99);
+        assert!(!seen.contains(&50));
+        assert!(ix.is_empty());
+        assert_eq!(ix.memory_bytes(), 0);
+        ix.check_invariants().unwrap();
+    }
+}
