@@ -1,0 +1,268 @@
+//! Compressors, chosen by name.
+//!
+//! zswap's whole bargain is CPU for I/O: a page compressed in a few
+//! microseconds saves a disk write and a later disk read. Which compressor
+//! strikes the best bargain depends on the machine (LZ4 is fastest, zstd packs
+//! tightest, deflate runs in hardware on Intel IAA and IBM NX), so it is
+//! chosen by name at run time and can be switched while pages are stored:
+//! every entry remembers the [`CompressorId`] that made it, and the cache keeps
+//! a decoder for each id it has used.
+//!
+//! A [`Compressor`] is shared by every thread. State that is costly to set up
+//! (hash tables, zstd contexts, ISA-L streams) is kept per thread by the
+//! implementation and reused, never allocated per page.
+
+mod lz4;
+
+pub use lz4::Lz4;
+
+use std::fmt;
+use std::sync::Arc;
+
+/// Stable numbers for the algorithms, stored in every entry (3 bits). They
+/// are part of the entry format: never renumber one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum CompressorId {
+    Lzo = 0,
+    Lz4 = 1,
+    Zstd = 2,
+    Deflate = 3,
+    DeflateIaa = 4,
+    NxGzip = 5,
+}
+
+impl CompressorId {
+    /// Every id, in the order `compressors()` lists them.
+    pub const ALL: [CompressorId; 6] = [
+        CompressorId::Lzo,
+        CompressorId::Lz4,
+        CompressorId::Zstd,
+        CompressorId::Deflate,
+        CompressorId::DeflateIaa,
+        CompressorId::NxGzip,
+    ];
+
+    /// The id stored as `bits`, if it is one.
+    pub fn from_bits(bits: u8) -> Option<CompressorId> {
+        CompressorId::ALL.get(bits as usize).copied()
+    }
+
+    /// The name users choose it by.
+    pub fn name(self) -> &'static str {
+        match self {
+            CompressorId::Lzo => "lzo",
+            CompressorId::Lz4 => "lz4",
+            CompressorId::Zstd => "zstd",
+            CompressorId::Deflate => "deflate",
+            CompressorId::DeflateIaa => "deflate-iaa",
+            CompressorId::NxGzip => "nx-gzip",
+        }
+    }
+
+    /// The id of the compressor named `name`.
+    pub fn from_name(name: &str) -> Option<CompressorId> {
+        CompressorId::ALL.into_iter().find(|id| id.name() == name)
+    }
+}
+
+/// Why a page could not be compressed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CompressError {
+    /// The output would not fit in the buffer given. zswap gives a buffer as
+    /// large as the biggest compressed page it accepts, so this means "poor
+    /// compression" (`reject_compress_poor`), found without finishing.
+    DoesNotFit,
+    /// The compressor failed (`reject_compress_fail`); hardware may do this.
+    Failed(String),
+}
+
+/// Why compressed data could not be turned back into a page. Never a panic,
+/// never wrong bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DecompressError {
+    /// The data is not a valid stream for this compressor.
+    Corrupt(String),
+    /// The stream is valid but does not decode to exactly one page.
+    WrongLength { expected: usize, actual: usize },
+}
+
+impl fmt::Display for CompressError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CompressError::DoesNotFit => {
+                write!(f, "compressed page does not fit the output buffer")
+            }
+            CompressError::Failed(why) => write!(f, "compression failed: {why}"),
+        }
+    }
+}
+
+impl fmt::Display for DecompressError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecompressError::Corrupt(why) => write!(f, "corrupt compressed data: {why}"),
+            DecompressError::WrongLength { expected, actual } => {
+                write!(f, "decompressed to {actual} bytes, expected {expected}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for CompressError {}
+impl std::error::Error for DecompressError {}
+
+/// A compression algorithm, shared by all threads.
+///
+/// The caller guarantees that `src` of [`compress`](Compressor::compress) is
+/// one page and that `dst` of [`decompress`](Compressor::decompress) is one
+/// page long. An implementation must: never write outside `dst`; report
+/// [`CompressError::DoesNotFit`] rather than overrun a short `dst`; fill all
+/// of `dst` or return an error on decompression, whatever the input bytes
+/// are (they may be corrupt); keep costly state per thread, not per call.
+pub trait Compressor: Send + Sync + fmt::Debug {
+    /// The stable id stored in entries.
+    fn id(&self) -> CompressorId;
+    /// The name users choose it by.
+    fn name(&self) -> &'static str {
+        self.id().name()
+    }
+    /// The level in use, for compressors that have levels.
+    fn level(&self) -> Option<i32> {
+        None
+    }
+    /// Whether this instance runs on a hardware accelerator.
+    fn is_hardware(&self) -> bool {
+        false
+    }
+    /// Compress `src` into `dst`, returning the compressed length.
+    fn compress(&self, src: &[u8], dst: &mut [u8]) -> Result<usize, CompressError>;
+    /// Decompress `src` into all of `dst`.
+    fn decompress(&self, src: &[u8], dst: &mut [u8]) -> Result<(), DecompressError>;
+}
+
+/// What `compressors()` says of one compressor on this machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CompressorInfo {
+    pub name: &'static str,
+    /// It can be chosen here.
+    pub available: bool,
+    /// It runs on an accelerator.
+    pub hardware: bool,
+    /// Why it is not available (empty when it is).
+    pub reason: String,
+    /// The levels it accepts, if it has levels.
+    pub levels: Option<(i32, i32)>,
+}
+
+/// Every compressor of the contract and whether it can be used here.
+pub fn compressors() -> Vec<CompressorInfo> {
+    CompressorId::ALL
+        .into_iter()
+        .map(|id| match id {
+            CompressorId::Lz4 => CompressorInfo {
+                name: id.name(),
+                available: true,
+                hardware: false,
+                reason: String::new(),
+                levels: None,
+            },
+            other => CompressorInfo {
+                name: other.name(),
+                available: false,
+                hardware: matches!(other, CompressorId::DeflateIaa | CompressorId::NxGzip),
+                reason: "not built into this release of zswap-rs yet".to_string(),
+                levels: None,
+            },
+        })
+        .collect()
+}
+
+/// Why a compressor cannot be created. The message lists what is available
+/// and why the rest is not.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnavailableCompressor(pub String);
+
+impl fmt::Display for UnavailableCompressor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UnavailableCompressor {}
+
+fn availability_summary() -> String {
+    compressors()
+        .iter()
+        .map(|c| {
+            if c.available {
+                format!("{} (available)", c.name)
+            } else {
+                format!("{} (unavailable: {})", c.name, c.reason)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Create the compressor named `name` at `level` (`None`: its default).
+pub fn create(
+    name: &str,
+    level: Option<i32>,
+) -> Result<Arc<dyn Compressor>, UnavailableCompressor> {
+    let info = compressors().into_iter().find(|c| c.name == name);
+    let Some(info) = info else {
+        return Err(UnavailableCompressor(format!(
+            "unknown compressor '{name}'; compressors: {}",
+            availability_summary()
+        )));
+    };
+    if !info.available {
+        return Err(UnavailableCompressor(format!(
+            "compressor '{name}' is not available here: {}; compressors: {}",
+            info.reason,
+            availability_summary()
+        )));
+    }
+    match (level, info.levels) {
+        (Some(l), None) => {
+            return Err(UnavailableCompressor(format!(
+                "compressor '{name}' has no levels (got level={l})"
+            )))
+        }
+        (Some(l), Some((lo, hi))) if !(lo..=hi).contains(&l) => {
+            return Err(UnavailableCompressor(format!(
+                "level {l} is out of range for '{name}': {lo}..={hi}"
+            )))
+        }
+        _ => {}
+    }
+    match CompressorId::from_name(name) {
+        Some(CompressorId::Lz4) => Ok(Arc::new(Lz4::new())),
+        _ => unreachable!("compressors() marks only implemented compressors available"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_round_trip() {
+        for id in CompressorId::ALL {
+            assert_eq!(CompressorId::from_bits(id as u8), Some(id));
+            assert_eq!(CompressorId::from_name(id.name()), Some(id));
+        }
+        assert_eq!(CompressorId::from_bits(6), None);
+    }
+
+    #[test]
+    fn unknown_and_unavailable_say_what_is_there() {
+        let err = create("snappy", None).unwrap_err().0;
+        assert!(err.contains("unknown compressor 'snappy'"), "{err}");
+        assert!(err.contains("lz4 (available)"), "{err}");
+        let err = create("lz4", Some(3)).unwrap_err().0;
+        assert!(err.contains("no levels"), "{err}");
+        assert_eq!(create("lz4", None).unwrap().id(), CompressorId::Lz4);
+    }
+}

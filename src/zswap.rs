@@ -1,0 +1,1143 @@
+//! The cache: swap areas, each with its index, in front of one compressed pool.
+//!
+//! A page headed for swap is stored by `(swap type, offset)`. If it is one
+//! word repeated (zero pages, mostly) only the word is kept. Otherwise it is
+//! compressed outside every lock into a per-thread buffer no longer than
+//! `max_compression_ratio` percent of a page (so a page that compresses
+//! poorly is given up on early), copied into a pool object, and entered in
+//! its area's red-black tree and LRU. A load copies the object out under the
+//! area lock and decompresses outside it.
+//!
+//! # Locks
+//!
+//! Lock order, written once and kept everywhere:
+//!
+//! 1. `Area::inner` — one mutex per swap type; several are taken only by
+//!    [`Zswap::compact`], always in ascending swap type.
+//! 2. the pool's per-size-class mutexes (inside [`Pool`]), taken while an
+//!    area lock is held, never the other way round.
+//! 3. `Zswap::compressor` (a read-write lock), taken alone, never while
+//!    holding 1 or 2.
+//!
+//! Every pool object is allocated, read, written and freed with its owning
+//! area's lock held: that is what lets compaction, which holds all area locks,
+//! move objects and rewrite the handles in the index safely.
+//!
+//! Anything learned before taking the area lock (the area is on, the offset
+//! is in range, what the entry was) is checked again after taking it: the
+//! 2013 patches fixed the writeback-versus-invalidate race twice, and this
+//! file keeps to the rule that fixes it.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::compress::{self, CompressError, Compressor, CompressorId};
+use crate::error::{Error, ErrorKind, Result};
+use crate::index::{EntryRef, Index};
+use crate::pool::{ClassStats, Handle, Pool};
+use crate::stats::{Stats, StatsSnapshot};
+
+/// Swap types a cache serves, as the kernel's `MAX_SWAPFILES` bound: types
+/// are numbered 0..32.
+pub const MAX_SWAP_TYPES: usize = 32;
+
+/// The most slots an area may have: offsets are kept as `u32` in the index.
+pub const MAX_AREA_PAGES: u64 = u32::MAX as u64;
+
+/// The index tag of a same-filled entry (compressor ids use 0..=5).
+const TAG_SAME_FILLED: u8 = 7;
+
+/// Pool handles use the low 48 bits of an entry's value; the compressed
+/// length minus one takes the high 16 (a compressed page is at most
+/// `page_size` <= 65536 bytes).
+const HANDLE_BITS: u32 = 48;
+const HANDLE_MASK: u64 = (1 << HANDLE_BITS) - 1;
+
+fn pack(handle: Handle, len: usize) -> u64 {
+    debug_assert!((1..=1 << 16).contains(&len));
+    debug_assert!(handle.to_bits() <= HANDLE_MASK);
+    handle.to_bits() | (((len - 1) as u64) << HANDLE_BITS)
+}
+
+fn unpack(value: u64) -> (Handle, usize) {
+    (
+        Handle::from_bits(value & HANDLE_MASK),
+        (value >> HANDLE_BITS) as usize + 1,
+    )
+}
+
+/// Everything a cache is configured with. Every policy can also be changed
+/// at run time through the setters of [`Zswap`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Compressor name (see [`compress::compressors`]); the kernel's 2013
+    /// default was `lzo`, this crate defaults to `lz4`.
+    pub compressor: String,
+    /// Compressor level, for compressors that have levels.
+    pub level: Option<i32>,
+    /// Absolute cap on pool memory; `None`: `max_pool_percent` of RAM.
+    pub max_pool_bytes: Option<u64>,
+    /// Pool cap as a percent of physical RAM (the kernel's default is 20).
+    pub max_pool_percent: u32,
+    /// Once the limit is hit, refuse stores until the pool shrinks below
+    /// this percent of the limit (the kernel's default is 90): hysteresis so
+    /// that a full pool does not flap between taking and refusing pages.
+    pub accept_threshold_percent: u32,
+    /// Refuse a page that compresses to more than this percent of a page
+    /// (the 2013 patch set's default is 80): storing it would save too
+    /// little to pay for the compression.
+    pub max_compression_ratio: u32,
+    /// Keep pages that are one repeated word as just the word.
+    pub same_filled: bool,
+    /// `load` also drops the entry, as kernel >= 6.5 can.
+    pub exclusive_loads: bool,
+    /// Bytes per page: a power of two from 4096 to 65536.
+    pub page_size: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            compressor: "lz4".to_string(),
+            level: None,
+            max_pool_bytes: None,
+            max_pool_percent: 20,
+            accept_threshold_percent: 90,
+            max_compression_ratio: 80,
+            same_filled: true,
+            exclusive_loads: false,
+            page_size: 4096,
+        }
+    }
+}
+
+/// Why a store did not put the page in the pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reject {
+    /// Compressed to more than `max_compression_ratio` percent of a page.
+    CompressPoor,
+    /// The compressor failed.
+    CompressFail,
+    /// The pool or index could not allocate.
+    AllocFail,
+    /// The pool is at its limit and nothing could be written back.
+    ReclaimFail,
+    /// The cache is disabled (`enabled = false`).
+    Disabled,
+}
+
+/// What `store` did with a page. A page that is not taken is not an error:
+/// the caller keeps it (or it went to the backing file).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoreOutcome {
+    /// Compressed into the pool.
+    Stored,
+    /// Kept as its fill word.
+    SameFilled,
+    /// Written to the backing swap file.
+    Swapped,
+    /// Not taken, and no backing file: the caller keeps the page.
+    Rejected(Reject),
+}
+
+/// Where `load` found a page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoadSource {
+    /// Decompressed from the pool (`zswpin`).
+    Pool,
+    /// Rebuilt from a same-filled entry (`zswpin`).
+    SameFilled,
+    /// Read from the backing file (`pswpin`).
+    Backing,
+}
+
+/// The state of one swap type. Invariant: `pages` (the atomic) equals
+/// `inner.pages` whenever `inner` is unlocked, and is 0 while the area is off.
+struct Area {
+    /// Slots of the area, 0 while off; read without the lock to reject bad
+    /// arguments before compressing, and checked again under it.
+    pages: AtomicU64,
+    inner: Mutex<AreaInner>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AreaState {
+    /// Never turned on (or reused after swapoff).
+    Unused,
+    On,
+    /// Turned off by `swapoff`; using it again is an error that says so.
+    SwappedOff,
+}
+
+struct AreaInner {
+    state: AreaState,
+    pages: u64,
+    index: Index,
+}
+
+impl Area {
+    fn new() -> Self {
+        Area {
+            pages: AtomicU64::new(0),
+            inner: Mutex::new(AreaInner {
+                state: AreaState::Unused,
+                pages: 0,
+                index: Index::new(),
+            }),
+        }
+    }
+}
+
+thread_local! {
+    /// Per-thread buffer for compressed bytes, on the way into the pool or
+    /// out of it. Reused for every page, so no allocation per call.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < len {
+            s.resize(len, 0);
+        }
+        f(&mut s[..len])
+    })
+}
+
+/// Whether `page` is one machine word repeated, and which. Zero pages are
+/// the common case; the kernel found 10-20% of swapped pages like this.
+#[inline]
+pub fn same_filled_word(page: &[u8]) -> Option<u64> {
+    let word = |c: &[u8]| u64::from_ne_bytes(c.try_into().expect("8-byte chunk"));
+    let first = word(&page[..8]);
+    // Most pages differ early or at the end: test the last word first.
+    if word(&page[page.len() - 8..]) != first {
+        return None;
+    }
+    // OR the differences of 8 words at a time so the loop vectorises and
+    // exits at the first block that differs.
+    for block in page.chunks_exact(64) {
+        let diff = block
+            .chunks_exact(8)
+            .fold(0u64, |acc, c| acc | (word(c) ^ first));
+        if diff != 0 {
+            return None;
+        }
+    }
+    Some(first)
+}
+
+fn fill_page(out: &mut [u8], word: u64) {
+    let bytes = word.to_ne_bytes();
+    for c in out.chunks_exact_mut(8) {
+        c.copy_from_slice(&bytes);
+    }
+}
+
+/// Physical RAM in bytes, from `/proc/meminfo`; the basis of `max_pool_percent`.
+fn physical_ram() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map(|kib| kib * 1024)
+        // Without /proc, assume a small machine rather than an unbounded pool.
+        .unwrap_or(1 << 30)
+}
+
+fn check_percent(name: &str, value: u32, min: u32) -> Result<u32> {
+    if (min..=100).contains(&value) {
+        Ok(value)
+    } else {
+        Err(Error::config(format!(
+            "{name} must be in {min}..=100, got {value}"
+        )))
+    }
+}
+
+/// A compressed page cache in front of up to 32 swap areas.
+pub struct Zswap {
+    page_size: usize,
+    pool: Pool,
+    areas: Box<[Area]>,
+    stats: Stats,
+    /// The compressor new pages are stored with.
+    compressor: RwLock<Arc<dyn Compressor>>,
+    /// A decoder for every compressor id entries may carry.
+    decoders: [OnceLock<Arc<dyn Compressor>>; CompressorId::ALL.len()],
+    physical_ram: u64,
+    /// `u64::MAX`: no absolute cap, use `max_pool_percent`.
+    max_pool_bytes: AtomicU64,
+    max_pool_percent: AtomicU32,
+    accept_threshold_percent: AtomicU32,
+    max_compression_ratio: AtomicU32,
+    same_filled: AtomicBool,
+    exclusive_loads: AtomicBool,
+    enabled: AtomicBool,
+    /// The pool hit its limit and has not yet shrunk below the accept
+    /// threshold (the kernel's `zswap_pool_reached_full`).
+    reached_full: AtomicBool,
+    closed: AtomicBool,
+}
+
+impl std::fmt::Debug for Zswap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Zswap")
+            .field("page_size", &self.page_size)
+            .field("compressor", &self.compressor_name())
+            .field("max_pool_bytes", &self.max_pool_bytes_limit())
+            .field("closed", &self.closed.load(Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Zswap {
+    /// A cache configured by `config`; nothing is allocated for pages until
+    /// the first store.
+    pub fn new(config: Config) -> Result<Zswap> {
+        let pool = Pool::new(config.page_size).map_err(|e| Error::config(e.to_string()))?;
+        let comp =
+            compress::create(&config.compressor, config.level).map_err(|e| Error::config(e.0))?;
+        if config.max_pool_bytes == Some(0) {
+            return Err(Error::config("max_pool_bytes must be positive"));
+        }
+        let z = Zswap {
+            page_size: config.page_size,
+            pool,
+            areas: (0..MAX_SWAP_TYPES).map(|_| Area::new()).collect(),
+            stats: Stats::default(),
+            compressor: RwLock::new(comp.clone()),
+            decoders: Default::default(),
+            physical_ram: physical_ram(),
+            max_pool_bytes: AtomicU64::new(config.max_pool_bytes.unwrap_or(u64::MAX)),
+            max_pool_percent: AtomicU32::new(check_percent(
+                "max_pool_percent",
+                config.max_pool_percent,
+                1,
+            )?),
+            accept_threshold_percent: AtomicU32::new(check_percent(
+                "accept_threshold_percent",
+                config.accept_threshold_percent,
+                0,
+            )?),
+            max_compression_ratio: AtomicU32::new(check_percent(
+                "max_compression_ratio",
+                config.max_compression_ratio,
+                1,
+            )?),
+            same_filled: AtomicBool::new(config.same_filled),
+            exclusive_loads: AtomicBool::new(config.exclusive_loads),
+            enabled: AtomicBool::new(true),
+            reached_full: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+        };
+        let _ = z.decoders[comp.id() as usize].set(comp);
+        Ok(z)
+    }
+
+    /// Bytes per page.
+    pub fn page_size(&self) -> usize {
+        self.page_size
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Relaxed) {
+            Err(Error::new(ErrorKind::Closed, "this Zswap is closed"))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn area(&self, swap_type: u32) -> Result<&Area> {
+        self.areas.get(swap_type as usize).ok_or_else(|| {
+            Error::invalid(format!(
+                "swap_type {swap_type} is out of range: swap types are 0..{MAX_SWAP_TYPES}"
+            ))
+        })
+    }
+
+    /// The error for an area that is not on, under its lock.
+    fn not_on(&self, swap_type: u32, state: AreaState) -> Error {
+        if self.closed.load(Relaxed) {
+            return Error::new(ErrorKind::Closed, "this Zswap is closed");
+        }
+        match state {
+            AreaState::SwappedOff => Error::new(
+                ErrorKind::Closed,
+                format!("swap type {swap_type} was swapped off"),
+            ),
+            _ => Error::invalid(format!(
+                "swap_type {swap_type} is not a swap area: call swapon() first (areas on: {:?})",
+                self.areas_on()
+            )),
+        }
+    }
+
+    fn areas_on(&self) -> Vec<u32> {
+        (0..MAX_SWAP_TYPES as u32)
+            .filter(|&t| self.areas[t as usize].pages.load(Relaxed) != 0)
+            .collect()
+    }
+
+    /// Check `swap_type` and `offset` without the area lock, so bad
+    /// arguments fail before any work. Returns the area.
+    fn check_slot(&self, swap_type: u32, offset: u64) -> Result<&Area> {
+        self.check_open()?;
+        let area = self.area(swap_type)?;
+        let pages = area.pages.load(Relaxed);
+        if pages == 0 {
+            return Err(self.not_on(swap_type, area.inner.lock().state));
+        }
+        if offset >= pages {
+            return Err(Error::invalid(format!(
+                "offset {offset} is out of range for swap type {swap_type}: 0..{pages}"
+            )));
+        }
+        Ok(area)
+    }
+
+    /// Lock `area` and check again that it is on and holds `offset`.
+    fn lock_slot<'a>(
+        &self,
+        swap_type: u32,
+        area: &'a Area,
+        offset: u64,
+    ) -> Result<parking_lot::MutexGuard<'a, AreaInner>> {
+        let inner = area.inner.lock();
+        if inner.state != AreaState::On {
+            return Err(self.not_on(swap_type, inner.state));
+        }
+        if offset >= inner.pages {
+            return Err(Error::invalid(format!(
+                "offset {offset} is out of range for swap type {swap_type}: 0..{}",
+                inner.pages
+            )));
+        }
+        Ok(inner)
+    }
+
+    fn check_page(&self, name: &str, len: usize) -> Result<()> {
+        if len == self.page_size {
+            Ok(())
+        } else {
+            Err(Error::invalid(format!(
+                "{name} must be exactly page_size = {} bytes, got {len}",
+                self.page_size
+            )))
+        }
+    }
+
+    // --- areas ----------------------------------------------------------------
+
+    /// Turn on a memory-only swap area of `pages` slots; returns its swap
+    /// type, the lowest one free.
+    pub fn swapon(&self, pages: u64) -> Result<u32> {
+        self.check_open()?;
+        if pages == 0 || pages > MAX_AREA_PAGES {
+            return Err(Error::invalid(format!(
+                "pages must be in 1..={MAX_AREA_PAGES}, got {pages}"
+            )));
+        }
+        for (t, area) in self.areas.iter().enumerate() {
+            let mut inner = area.inner.lock();
+            if inner.state != AreaState::On {
+                inner.state = AreaState::On;
+                inner.pages = pages;
+                area.pages.store(pages, Relaxed);
+                return Ok(t as u32);
+            }
+        }
+        Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!("all {MAX_SWAP_TYPES} swap types are in use: swapoff() one first"),
+        ))
+    }
+
+    /// Slots of `swap_type`, if it is on.
+    pub fn area_pages(&self, swap_type: u32) -> Option<u64> {
+        let pages = self.areas.get(swap_type as usize)?.pages.load(Relaxed);
+        (pages != 0).then_some(pages)
+    }
+
+    /// Turn off `swap_type`, dropping every entry it holds (the kernel's
+    /// `zswap_swapoff`, once `invalidate_area`).
+    pub fn swapoff(&self, swap_type: u32) -> Result<()> {
+        self.check_open()?;
+        let area = self.area(swap_type)?;
+        let mut inner = area.inner.lock();
+        if inner.state != AreaState::On {
+            return Err(self.not_on(swap_type, inner.state));
+        }
+        self.drop_all(&mut inner);
+        inner.state = AreaState::SwappedOff;
+        inner.pages = 0;
+        area.pages.store(0, Relaxed);
+        Ok(())
+    }
+
+    fn drop_all(&self, inner: &mut AreaInner) {
+        let AreaInner { index, .. } = inner;
+        index.drain(|e| self.release(e));
+    }
+
+    /// Free what `entry`, just taken out of its index, held and adjust the
+    /// gauges. Called with the area lock held.
+    fn release(&self, entry: EntryRef) {
+        self.stats.stored_pages.fetch_sub(1, Relaxed);
+        if entry.tag == TAG_SAME_FILLED {
+            self.stats.same_filled_pages.fetch_sub(1, Relaxed);
+        } else {
+            let (handle, len) = unpack(entry.value);
+            self.pool.free(handle);
+            self.stats.compr_data_size.fetch_sub(len as u64, Relaxed);
+        }
+    }
+
+    /// Close the cache: every area is swapped off and every later call fails
+    /// with [`ErrorKind::Closed`]. Closing twice is allowed.
+    pub fn close(&self) {
+        self.closed.store(true, Relaxed);
+        for area in self.areas.iter() {
+            let mut inner = area.inner.lock();
+            self.drop_all(&mut inner);
+            if inner.state == AreaState::On {
+                inner.state = AreaState::SwappedOff;
+            }
+            inner.pages = 0;
+            area.pages.store(0, Relaxed);
+        }
+    }
+
+    /// Whether [`close`](Zswap::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Relaxed)
+    }
+
+    // --- store ----------------------------------------------------------------
+
+    /// Store `page` at `(swap_type, offset)`, replacing whatever was there.
+    pub fn store(&self, swap_type: u32, offset: u64, page: &[u8]) -> Result<StoreOutcome> {
+        let area = self.check_slot(swap_type, offset)?;
+        self.check_page("page", page.len())?;
+        if !self.enabled.load(Relaxed) {
+            return self.refuse(swap_type, area, offset, Reject::Disabled);
+        }
+        if self.same_filled.load(Relaxed) {
+            if let Some(word) = same_filled_word(page) {
+                let mut inner = self.lock_slot(swap_type, area, offset)?;
+                return match inner.index.insert(offset as u32, word, TAG_SAME_FILLED) {
+                    Ok(old) => {
+                        self.stats.stored_pages.fetch_add(1, Relaxed);
+                        self.stats.same_filled_pages.fetch_add(1, Relaxed);
+                        if let Some(old) = old {
+                            self.replaced(old);
+                        }
+                        Stats::inc(&self.stats.zswpout);
+                        Ok(StoreOutcome::SameFilled)
+                    }
+                    Err(_) => {
+                        Stats::inc(&self.stats.reject_alloc_fail);
+                        self.drop_stale(&mut inner, offset);
+                        Ok(StoreOutcome::Rejected(Reject::AllocFail))
+                    }
+                };
+            }
+        }
+        if self.pool_is_full() {
+            Stats::inc(&self.stats.pool_limit_hit);
+            // No backing file, so nothing can be written back to make room.
+            Stats::inc(&self.stats.reject_reclaim_fail);
+            return self.refuse(swap_type, area, offset, Reject::ReclaimFail);
+        }
+        let comp = self.compressor.read().clone();
+        let max_len = self.page_size * self.max_compression_ratio.load(Relaxed) as usize / 100;
+        // Room for the worst case of any compressor, as the kernel's 2-page
+        // buffer: most compressors refuse a shorter one, and finishing a poor
+        // page costs less than a slow path for it.
+        with_scratch(2 * self.page_size, |buf| {
+            let len = match comp.compress(page, buf) {
+                Ok(len) if len <= max_len => len,
+                Ok(_) | Err(CompressError::DoesNotFit) => {
+                    Stats::inc(&self.stats.reject_compress_poor);
+                    return self.refuse(swap_type, area, offset, Reject::CompressPoor);
+                }
+                Err(CompressError::Failed(_)) => {
+                    Stats::inc(&self.stats.reject_compress_fail);
+                    return self.refuse(swap_type, area, offset, Reject::CompressFail);
+                }
+            };
+            let mut inner = self.lock_slot(swap_type, area, offset)?;
+            let Ok(handle) = self.pool.alloc_write(&buf[..len]) else {
+                Stats::inc(&self.stats.reject_alloc_fail);
+                self.drop_stale(&mut inner, offset);
+                return Ok(StoreOutcome::Rejected(Reject::AllocFail));
+            };
+            match inner
+                .index
+                .insert(offset as u32, pack(handle, len), comp.id() as u8)
+            {
+                Ok(old) => {
+                    self.stats.stored_pages.fetch_add(1, Relaxed);
+                    self.stats.compr_data_size.fetch_add(len as u64, Relaxed);
+                    if let Some(old) = old {
+                        self.replaced(old);
+                    }
+                    Stats::inc(&self.stats.zswpout);
+                    Ok(StoreOutcome::Stored)
+                }
+                Err(_) => {
+                    self.pool.free(handle);
+                    Stats::inc(&self.stats.reject_alloc_fail);
+                    self.drop_stale(&mut inner, offset);
+                    Ok(StoreOutcome::Rejected(Reject::AllocFail))
+                }
+            }
+        })
+    }
+
+    /// A store replaced `old` (already out of the index): count it, free it.
+    fn replaced(&self, old: EntryRef) {
+        Stats::inc(&self.stats.duplicate_entry);
+        self.release(old);
+    }
+
+    /// The page is not taken: drop the stale entry at `offset`, if any, since
+    /// the caller now holds a newer page for that slot.
+    fn refuse(
+        &self,
+        swap_type: u32,
+        area: &Area,
+        offset: u64,
+        why: Reject,
+    ) -> Result<StoreOutcome> {
+        let mut inner = self.lock_slot(swap_type, area, offset)?;
+        self.drop_stale(&mut inner, offset);
+        Ok(StoreOutcome::Rejected(why))
+    }
+
+    fn drop_stale(&self, inner: &mut AreaInner, offset: u64) {
+        if let Some(old) = inner.index.remove(offset as u32) {
+            self.replaced(old);
+        }
+    }
+
+    /// Whether the pool is at its limit, with the kernel's hysteresis: once
+    /// the limit is reached, the pool counts as full until it shrinks to the
+    /// accept threshold.
+    fn pool_is_full(&self) -> bool {
+        let cur = self.pool.total_bytes();
+        let max = self.max_pool_bytes_limit();
+        if cur >= max {
+            self.reached_full.store(true, Relaxed);
+            return true;
+        }
+        if self.reached_full.load(Relaxed) {
+            let accept = max / 100 * u64::from(self.accept_threshold_percent.load(Relaxed));
+            if cur <= accept {
+                self.reached_full.store(false, Relaxed);
+                return false;
+            }
+            return true;
+        }
+        false
+    }
+
+    // --- load -----------------------------------------------------------------
+
+    /// Copy the page stored at `(swap_type, offset)` into `out` (one page).
+    pub fn load_into(&self, swap_type: u32, offset: u64, out: &mut [u8]) -> Result<LoadSource> {
+        let area = self.check_slot(swap_type, offset)?;
+        self.check_page("buffer", out.len())?;
+        let exclusive = self.exclusive_loads.load(Relaxed);
+        let mut inner = self.lock_slot(swap_type, area, offset)?;
+        let Some(entry) = inner.index.get(offset as u32) else {
+            return Err(Error::new(
+                ErrorKind::NotFound { swap_type, offset },
+                format!("nothing is stored at swap type {swap_type}, offset {offset}"),
+            ));
+        };
+        if entry.tag == TAG_SAME_FILLED {
+            if exclusive {
+                inner.index.remove_at(entry.id);
+                self.release(entry);
+            } else {
+                inner.index.touch(entry.id);
+            }
+            drop(inner);
+            fill_page(out, entry.value);
+            Stats::inc(&self.stats.zswpin);
+            return Ok(LoadSource::SameFilled);
+        }
+        let (handle, len) = unpack(entry.value);
+        with_scratch(len, |buf| {
+            self.pool.read(handle, buf);
+            if exclusive {
+                // The compressed bytes are in `buf` now; the object can go.
+                inner.index.remove_at(entry.id);
+                self.release(entry);
+            } else {
+                inner.index.touch(entry.id);
+            }
+            drop(inner);
+            if let Err(e) = self.decompress(entry.tag, buf, out) {
+                Stats::inc(&self.stats.decompress_fail);
+                if exclusive {
+                    // Put the bytes back so that the failure leaves the cache as
+                    // it was, unless a newer page took the slot meanwhile.
+                    self.restore_exclusive(swap_type, area, offset, entry.tag, buf);
+                }
+                return Err(Error::new(
+                    ErrorKind::Corrupt,
+                    format!(
+                        "page at swap type {swap_type}, offset {offset} failed to decompress: {e}"
+                    ),
+                ));
+            }
+            Stats::inc(&self.stats.zswpin);
+            Ok(LoadSource::Pool)
+        })
+    }
+
+    fn restore_exclusive(&self, swap_type: u32, area: &Area, offset: u64, tag: u8, bytes: &[u8]) {
+        let Ok(mut inner) = self.lock_slot(swap_type, area, offset) else {
+            return;
+        };
+        if inner.index.get(offset as u32).is_some() {
+            return;
+        }
+        if let Ok(handle) = self.pool.alloc_write(bytes) {
+            if inner
+                .index
+                .insert(offset as u32, pack(handle, bytes.len()), tag)
+                .is_ok()
+            {
+                self.stats.stored_pages.fetch_add(1, Relaxed);
+                self.stats
+                    .compr_data_size
+                    .fetch_add(bytes.len() as u64, Relaxed);
+            } else {
+                self.pool.free(handle);
+            }
+        }
+    }
+
+    fn decoder(&self, tag: u8) -> Option<&Arc<dyn Compressor>> {
+        self.decoders.get(tag as usize)?.get()
+    }
+
+    fn decompress(&self, tag: u8, src: &[u8], out: &mut [u8]) -> Result<(), String> {
+        let decoder = self.decoder(tag).ok_or_else(|| {
+            format!("entry names compressor id {tag}, which this cache never used")
+        })?;
+        decoder.decompress(src, out).map_err(|e| e.to_string())
+    }
+
+    /// The page stored at `(swap_type, offset)`, as a new buffer.
+    pub fn load(&self, swap_type: u32, offset: u64) -> Result<Vec<u8>> {
+        let mut out = vec![0u8; self.page_size];
+        self.load_into(swap_type, offset, &mut out)?;
+        Ok(out)
+    }
+
+    /// Drop the page at `(swap_type, offset)`; returns whether one was there.
+    pub fn invalidate(&self, swap_type: u32, offset: u64) -> Result<bool> {
+        let area = self.check_slot(swap_type, offset)?;
+        let mut inner = self.lock_slot(swap_type, area, offset)?;
+        match inner.index.remove(offset as u32) {
+            Some(entry) => {
+                self.release(entry);
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    // --- pool -----------------------------------------------------------------
+
+    /// Move objects out of sparse zspages and free them; returns pages freed.
+    /// Stops the world: every area lock is held while the pool walks the
+    /// indexes (see [`Pool::compact`] for why handles are locations).
+    pub fn compact(&self) -> Result<usize> {
+        self.check_open()?;
+        let mut guards: Vec<_> = self.areas.iter().map(|a| a.inner.lock()).collect();
+        let freed = self
+            .pool
+            .compact(&mut |relocate: &mut dyn FnMut(&mut Handle)| {
+                for inner in guards.iter_mut() {
+                    inner.index.for_each_value_mut(|_key, value, tag| {
+                        if tag != TAG_SAME_FILLED {
+                            let (mut handle, len) = unpack(*value);
+                            relocate(&mut handle);
+                            *value = pack(handle, len);
+                        }
+                    });
+                }
+            });
+        Ok(freed)
+    }
+
+    /// Per-size-class figures of the pool (zsmalloc's debugfs `classes`).
+    pub fn pool_classes(&self) -> Vec<ClassStats> {
+        self.pool.class_stats()
+    }
+
+    /// Every counter, under the kernel's names.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats
+            .snapshot(self.pool.total_bytes(), self.page_size as u64)
+    }
+
+    /// The pool itself, for figures the stats do not give.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Bytes of index memory held by all areas (32 bytes per slot).
+    pub fn index_bytes(&self) -> usize {
+        self.areas
+            .iter()
+            .map(|a| a.inner.lock().index.memory_bytes())
+            .sum()
+    }
+
+    /// Check every area's index invariants (tests and debugging).
+    pub fn check_invariants(&self) -> Result<(), String> {
+        for (t, area) in self.areas.iter().enumerate() {
+            area.inner
+                .lock()
+                .index
+                .check_invariants()
+                .map_err(|e| format!("swap type {t}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    // --- policies -------------------------------------------------------------
+
+    /// The compressor new pages are stored with.
+    pub fn compressor_name(&self) -> &'static str {
+        self.compressor.read().name()
+    }
+
+    /// Its level, if it has levels.
+    pub fn compressor_level(&self) -> Option<i32> {
+        self.compressor.read().level()
+    }
+
+    /// Switch the compressor for new pages; stored pages stay readable.
+    pub fn set_compressor(&self, name: &str, level: Option<i32>) -> Result<()> {
+        let comp = compress::create(name, level).map_err(|e| Error::config(e.0))?;
+        let _ = self.decoders[comp.id() as usize].set(comp.clone());
+        *self.compressor.write() = comp;
+        Ok(())
+    }
+
+    /// The pool cap in bytes now in force (absolute, or percent of RAM).
+    pub fn max_pool_bytes_limit(&self) -> u64 {
+        match self.max_pool_bytes.load(Relaxed) {
+            u64::MAX => self.physical_ram / 100 * u64::from(self.max_pool_percent.load(Relaxed)),
+            bytes => bytes,
+        }
+    }
+
+    /// The absolute cap, if one is set.
+    pub fn max_pool_bytes(&self) -> Option<u64> {
+        match self.max_pool_bytes.load(Relaxed) {
+            u64::MAX => None,
+            bytes => Some(bytes),
+        }
+    }
+
+    /// Set or clear (`None`) the absolute cap.
+    pub fn set_max_pool_bytes(&self, bytes: Option<u64>) -> Result<()> {
+        match bytes {
+            Some(0) => Err(Error::config("max_pool_bytes must be positive")),
+            Some(u64::MAX) => Err(Error::config("max_pool_bytes is too large")),
+            b => {
+                self.max_pool_bytes.store(b.unwrap_or(u64::MAX), Relaxed);
+                Ok(())
+            }
+        }
+    }
+
+    pub fn max_pool_percent(&self) -> u32 {
+        self.max_pool_percent.load(Relaxed)
+    }
+
+    pub fn set_max_pool_percent(&self, percent: u32) -> Result<()> {
+        let p = check_percent("max_pool_percent", percent, 1)?;
+        self.max_pool_percent.store(p, Relaxed);
+        Ok(())
+    }
+
+    pub fn accept_threshold_percent(&self) -> u32 {
+        self.accept_threshold_percent.load(Relaxed)
+    }
+
+    pub fn set_accept_threshold_percent(&self, percent: u32) -> Result<()> {
+        let p = check_percent("accept_threshold_percent", percent, 0)?;
+        self.accept_threshold_percent.store(p, Relaxed);
+        Ok(())
+    }
+
+    pub fn max_compression_ratio(&self) -> u32 {
+        self.max_compression_ratio.load(Relaxed)
+    }
+
+    pub fn set_max_compression_ratio(&self, percent: u32) -> Result<()> {
+        let p = check_percent("max_compression_ratio", percent, 1)?;
+        self.max_compression_ratio.store(p, Relaxed);
+        Ok(())
+    }
+
+    pub fn same_filled(&self) -> bool {
+        self.same_filled.load(Relaxed)
+    }
+
+    pub fn set_same_filled(&self, on: bool) {
+        self.same_filled.store(on, Relaxed);
+    }
+
+    pub fn exclusive_loads(&self) -> bool {
+        self.exclusive_loads.load(Relaxed)
+    }
+
+    pub fn set_exclusive_loads(&self, on: bool) {
+        self.exclusive_loads.store(on, Relaxed);
+    }
+
+    /// Whether new stores are taken; loads work either way.
+    pub fn enabled(&self) -> bool {
+        self.enabled.load(Relaxed)
+    }
+
+    pub fn set_enabled(&self, on: bool) {
+        self.enabled.store(on, Relaxed);
+    }
+}
+
+impl Drop for Zswap {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text_page(seed: u32) -> Vec<u8> {
+        let words = ["alpha ", "beta ", "gamma ", "delta ", "swap ", "page "];
+        let mut p = Vec::with_capacity(4096);
+        let mut i = seed;
+        while p.len() < 4096 {
+            p.extend_from_slice(words[(i % 6) as usize].as_bytes());
+            i = i.wrapping_mul(1_103_515_245).wrapping_add(12345) >> 3;
+        }
+        p.truncate(4096);
+        p
+    }
+
+    fn zswap(max_pool_bytes: Option<u64>) -> Zswap {
+        Zswap::new(Config {
+            max_pool_bytes,
+            ..Config::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn same_filled_detection() {
+        let mut p = vec![0u8; 4096];
+        assert_eq!(same_filled_word(&p), Some(0));
+        for c in p.chunks_exact_mut(8) {
+            c.copy_from_slice(&0xdead_beef_0123_4567u64.to_ne_bytes());
+        }
+        assert_eq!(same_filled_word(&p), Some(0xdead_beef_0123_4567));
+        p[2049] ^= 1;
+        assert_eq!(same_filled_word(&p), None);
+    }
+
+    #[test]
+    fn store_load_invalidate() {
+        let z = zswap(None);
+        let t = z.swapon(100).unwrap();
+        let p = text_page(1);
+        assert_eq!(z.store(t, 7, &p).unwrap(), StoreOutcome::Stored);
+        assert_eq!(z.load(t, 7).unwrap(), p);
+        assert_eq!(
+            z.store(t, 8, &[0u8; 4096]).unwrap(),
+            StoreOutcome::SameFilled
+        );
+        assert_eq!(z.load(t, 8).unwrap(), vec![0u8; 4096]);
+        let s = z.stats();
+        assert_eq!(
+            (s.stored_pages, s.same_filled_pages, s.zswpout, s.zswpin),
+            (2, 1, 2, 2)
+        );
+        assert!(s.compr_data_size > 0 && s.compr_data_size < 4096);
+        assert!(z.invalidate(t, 7).unwrap());
+        assert!(!z.invalidate(t, 7).unwrap());
+        assert_eq!(
+            z.load(t, 7).unwrap_err().kind(),
+            ErrorKind::NotFound {
+                swap_type: t,
+                offset: 7
+            }
+        );
+        z.swapoff(t).unwrap();
+        assert_eq!(z.stats().stored_pages, 0);
+        assert_eq!(z.stats().pool_total_size, 0);
+        assert_eq!(z.load(t, 8).unwrap_err().kind(), ErrorKind::Closed);
+    }
+
+    #[test]
+    fn bad_arguments() {
+        let z = zswap(None);
+        let t = z.swapon(10).unwrap();
+        let p = text_page(2);
+        assert_eq!(
+            z.store(t, 10, &p).unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+        assert_eq!(
+            z.store(t, 0, &p[..100]).unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+        assert_eq!(
+            z.store(5, 0, &p).unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+        assert_eq!(
+            z.store(32, 0, &p).unwrap_err().kind(),
+            ErrorKind::InvalidArgument
+        );
+        assert_eq!(z.swapon(0).unwrap_err().kind(), ErrorKind::InvalidArgument);
+        z.close();
+        assert_eq!(z.store(t, 0, &p).unwrap_err().kind(), ErrorKind::Closed);
+    }
+
+    #[test]
+    fn limit_hysteresis_and_duplicates() {
+        // Room for a few dozen zspages only (a zspage is up to 8 pages).
+        let z = zswap(Some(1 << 20));
+        let t = z.swapon(10_000).unwrap();
+        let mut stored = 0;
+        let mut rejected = 0;
+        for off in 0..2000u64 {
+            match z.store(t, off, &text_page(off as u32)).unwrap() {
+                StoreOutcome::Stored => stored += 1,
+                StoreOutcome::Rejected(Reject::ReclaimFail) => rejected += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        let s = z.stats();
+        assert!(stored > 10 && rejected > 0, "{stored} {rejected}");
+        assert_eq!(s.pool_limit_hit, rejected);
+        assert_eq!(s.reject_reclaim_fail, rejected);
+        assert_eq!(s.stored_pages, stored);
+        // Still above the accept threshold: a small page is refused too.
+        assert!(matches!(
+            z.store(t, 5000, &text_page(9)).unwrap(),
+            StoreOutcome::Rejected(_)
+        ));
+        // Free enough to drop below the threshold and stores are taken again.
+        for off in 0..2000u64 {
+            z.invalidate(t, off).unwrap();
+        }
+        assert_eq!(
+            z.store(t, 5000, &text_page(9)).unwrap(),
+            StoreOutcome::Stored
+        );
+        let before = z.stats().duplicate_entry;
+        assert_eq!(
+            z.store(t, 5000, &text_page(10)).unwrap(),
+            StoreOutcome::Stored
+        );
+        assert_eq!(z.load(t, 5000).unwrap(), text_page(10));
+        assert_eq!(z.stats().duplicate_entry, before + 1);
+        assert_eq!(z.stats().stored_pages, 1);
+    }
+
+    #[test]
+    fn poor_compression_drops_the_stale_page() {
+        let z = zswap(None);
+        let t = z.swapon(4).unwrap();
+        z.store(t, 1, &text_page(3)).unwrap();
+        let mut x = 0x1234_5678_9abc_def0u64;
+        let noise: Vec<u8> = (0..4096)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        assert_eq!(
+            z.store(t, 1, &noise).unwrap(),
+            StoreOutcome::Rejected(Reject::CompressPoor)
+        );
+        assert!(z.load(t, 1).is_err(), "the stale page must not be served");
+        let s = z.stats();
+        assert_eq!(
+            (s.reject_compress_poor, s.duplicate_entry, s.stored_pages),
+            (1, 1, 0)
+        );
+    }
+
+    #[test]
+    fn exclusive_loads_drop_the_entry() {
+        let z = Zswap::new(Config {
+            exclusive_loads: true,
+            ..Config::default()
+        })
+        .unwrap();
+        let t = z.swapon(4).unwrap();
+        z.store(t, 0, &text_page(4)).unwrap();
+        z.store(t, 1, &[7u8; 4096]).unwrap();
+        assert_eq!(z.load(t, 0).unwrap(), text_page(4));
+        assert_eq!(z.load(t, 1).unwrap(), vec![7u8; 4096]);
+        assert!(z.load(t, 0).is_err() && z.load(t, 1).is_err());
+        assert_eq!(z.stats().stored_pages, 0);
+        assert_eq!(z.stats().pool_total_size, 0);
+    }
+
+    #[test]
+    fn disabled_refuses_but_still_loads() {
+        let z = zswap(None);
+        let t = z.swapon(4).unwrap();
+        z.store(t, 0, &text_page(5)).unwrap();
+        z.set_enabled(false);
+        assert_eq!(
+            z.store(t, 1, &text_page(6)).unwrap(),
+            StoreOutcome::Rejected(Reject::Disabled)
+        );
+        assert_eq!(z.load(t, 0).unwrap(), text_page(5));
+    }
+
+    #[test]
+    fn compact_keeps_pages() {
+        let z = zswap(None);
+        let t = z.swapon(4000).unwrap();
+        for off in 0..4000u64 {
+            z.store(t, off, &text_page(off as u32)).unwrap();
+        }
+        for off in (0..4000u64).filter(|o| o % 3 != 0) {
+            z.invalidate(t, off).unwrap();
+        }
+        let before = z.stats().pool_total_size;
+        let freed = z.compact().unwrap();
+        assert!(freed > 0);
+        assert!(z.stats().pool_total_size < before);
+        for off in (0..4000u64).step_by(3) {
+            assert_eq!(z.load(t, off).unwrap(), text_page(off as u32));
+        }
+        z.check_invariants().unwrap();
+    }
+}
