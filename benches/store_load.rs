@@ -1,0 +1,199 @@
+//! Store and load per page through `Zswap`, next to lz4_flex's own compress
+//! and decompress of the same pages in the same run, so that what the cache
+//! adds (pool, tree, LRU, stats) shows as a percentage of the compressor's
+//! own time. SPEC.md's bars: store overhead <= 5%, load overhead <= 10%.
+//!
+//! Real pages: a raw dump written by `zswap-rs profile --save-pages FILE`,
+//! named by `ZSWAP_RS_PAGES` (default `target/pages.bin`). The comparison
+//! uses the pages the cache compresses into the pool (not same-filled, not
+//! rejected), since for those the compressor is the common work; the whole
+//! mix is timed too and printed beside it.
+//!
+//!     zswap-rs profile --save-pages target/pages.bin
+//!     cargo bench --bench store_load
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, Throughput};
+use lz4_flex::block::{
+    compress_into_with_table, decompress_into, get_maximum_output_size, CompressTable,
+};
+use zswap_rs::{same_filled_word, Config, StoreOutcome, Zswap};
+
+const PAGE: usize = 4096;
+/// Pages per measured batch: enough to leave the caches as a real workload
+/// would, few enough for quick iterations.
+const BATCH: usize = 4096;
+
+fn load_pages() -> Vec<Vec<u8>> {
+    let path = std::env::var("ZSWAP_RS_PAGES").unwrap_or_else(|_| "target/pages.bin".into());
+    let data = std::fs::read(&path).unwrap_or_else(|e| {
+        eprintln!(
+            "cannot read real pages from {path}: {e}\n\
+             make them with: zswap-rs profile --save-pages {path}\n\
+             (or point ZSWAP_RS_PAGES at a raw page dump)"
+        );
+        std::process::exit(2);
+    });
+    assert!(
+        data.len() % PAGE == 0 && !data.is_empty(),
+        "{path} is not a whole number of pages"
+    );
+    data.chunks_exact(PAGE).map(<[u8]>::to_vec).collect()
+}
+
+/// Median estimate in ns of one benchmark, read back from criterion's output.
+fn estimate_ns(group: &str, bench: &str) -> Option<f64> {
+    let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
+    let path = format!("{dir}/criterion/{group}/{bench}/new/estimates.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    let at = text.find("\"median\"")?;
+    let rest = &text[at..];
+    let pe = rest.find("\"point_estimate\":")? + "\"point_estimate\":".len();
+    let num: String = rest[pe..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == 'e' || *c == '-')
+        .collect();
+    num.parse().ok()
+}
+
+fn main() {
+    let all = load_pages();
+    let mut c = Criterion::default()
+        .configure_from_args()
+        .measurement_time(Duration::from_secs(4))
+        .warm_up_time(Duration::from_secs(1))
+        .sample_size(30);
+
+    // Sort the pages the way the cache will: same-filled, poor, compressible.
+    let max_len = PAGE * 80 / 100;
+    let mut table = CompressTable::small();
+    let mut out = vec![0u8; get_maximum_output_size(PAGE)];
+    let compressible: Vec<Vec<u8>> = all
+        .iter()
+        .filter(|p| same_filled_word(p).is_none())
+        .filter(|p| compress_into_with_table(p, &mut out, &mut table).unwrap() <= max_len)
+        .take(BATCH)
+        .cloned()
+        .collect();
+    let mix: Vec<Vec<u8>> = all.iter().take(BATCH).cloned().collect();
+    let same = all.iter().filter(|p| same_filled_word(p).is_some()).count();
+    println!(
+        "pages: {} read, {} same-filled, {} compressible used for the overhead figures",
+        all.len(),
+        same,
+        compressible.len()
+    );
+    assert!(!compressible.is_empty(), "no compressible page in the dump");
+    let n = compressible.len();
+
+    // Anchor: lz4_flex itself, with its table and output buffer reused.
+    let compressed: Vec<Vec<u8>> = compressible
+        .iter()
+        .map(|p| {
+            let k = compress_into_with_table(p, &mut out, &mut table).unwrap();
+            out[..k].to_vec()
+        })
+        .collect();
+    {
+        let mut g = c.benchmark_group("store");
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function("lz4_flex", |b| {
+            b.iter(|| {
+                for p in &compressible {
+                    black_box(
+                        compress_into_with_table(black_box(p), &mut out, &mut table).unwrap(),
+                    );
+                }
+            })
+        });
+        let z = Zswap::new(Config {
+            max_pool_bytes: Some(1 << 30),
+            ..Config::default()
+        })
+        .unwrap();
+        let t = z.swapon(n as u64).unwrap();
+        g.bench_function("zswap", |b| {
+            b.iter(|| {
+                // Each store replaces the previous page at its offset, so a
+                // batch costs what store + invalidate cost in steady state.
+                for (i, p) in compressible.iter().enumerate() {
+                    let o = z.store(t, i as u64, black_box(p)).unwrap();
+                    debug_assert_eq!(o, StoreOutcome::Stored);
+                }
+            })
+        });
+        let zm = Zswap::new(Config {
+            max_pool_bytes: Some(1 << 30),
+            ..Config::default()
+        })
+        .unwrap();
+        let tm = zm.swapon(mix.len() as u64).unwrap();
+        g.throughput(Throughput::Elements(mix.len() as u64));
+        g.bench_function("zswap_mix", |b| {
+            b.iter(|| {
+                for (i, p) in mix.iter().enumerate() {
+                    black_box(zm.store(tm, i as u64, black_box(p)).unwrap());
+                }
+            })
+        });
+        g.finish();
+    }
+    {
+        let mut g = c.benchmark_group("load");
+        g.throughput(Throughput::Elements(n as u64));
+        let mut page = vec![0u8; PAGE];
+        g.bench_function("lz4_flex", |b| {
+            b.iter(|| {
+                for s in &compressed {
+                    black_box(decompress_into(black_box(s), &mut page).unwrap());
+                }
+            })
+        });
+        let z = Zswap::new(Config {
+            max_pool_bytes: Some(1 << 30),
+            ..Config::default()
+        })
+        .unwrap();
+        let t = z.swapon(n as u64).unwrap();
+        for (i, p) in compressible.iter().enumerate() {
+            z.store(t, i as u64, p).unwrap();
+        }
+        g.bench_function("zswap", |b| {
+            b.iter(|| {
+                for i in 0..n {
+                    black_box(z.load_into(t, i as u64, &mut page).unwrap());
+                }
+            })
+        });
+        g.finish();
+    }
+    c.final_summary();
+
+    println!();
+    println!(
+        "{:<8} {:>14} {:>14} {:>10} {:>8}",
+        "path", "zswap ns/page", "lz4_flex ns/page", "overhead", "bar"
+    );
+    for (group, bar) in [("store", 5.0), ("load", 10.0)] {
+        match (estimate_ns(group, "zswap"), estimate_ns(group, "lz4_flex")) {
+            (Some(z), Some(l)) => {
+                let (z, l) = (z / n as f64, l / n as f64);
+                let over = (z - l) / l * 100.0;
+                let verdict = if over <= bar { "holds" } else { "MISSED" };
+                println!(
+                    "{group:<8} {z:>14.0} {l:>16.0} {over:>9.1}% {:>5}% {verdict}",
+                    bar
+                );
+            }
+            _ => println!("{group:<8} (no estimate: run without --test / filters)"),
+        }
+    }
+    if let Some(m) = estimate_ns("store", "zswap_mix") {
+        println!(
+            "store, whole mix (same-filled, rejects included): {:.0} ns/page",
+            m / mix.len() as f64
+        );
+    }
+}

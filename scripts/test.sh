@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Every test of zswap-rs, in the order a failure is cheapest to find:
+# lint, the Rust crate on its own (no Python), then a wheel built by maturin,
+# installed into a fresh virtual environment, and the Python suite run
+# against that installed wheel (not the source tree).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+py=${PYTHON:-python3}
+
+echo "== rustfmt, clippy"
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --lib --features python --locked -- -D warnings
+
+echo "== Rust tests (crate without Python)"
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --locked --lib --tests --no-fail-fast
+else
+    cargo test --locked --lib --tests
+fi
+cargo test --locked --doc
+# Benchmarks are programs, not tests: build them so they cannot rot.
+cargo bench --locked --no-run
+
+echo "== wheel"
+rm -rf target/wheels
+maturin build --release --locked -o target/wheels
+wheel=$(ls target/wheels/zswap_rs-*.whl)
+echo "built $wheel"
+
+echo "== fresh virtual environment"
+venv=$root/target/test-venv
+rm -rf "$venv"
+"$py" -m venv "$venv"
+"$venv/bin/python" -m pip install --quiet --upgrade pip
+"$venv/bin/python" -m pip install --quiet "$wheel" pytest lz4 mypy ruff matplotlib
+export ZSWAP_RS_WHEEL=$wheel
+
+echo "== ruff, stubtest"
+"$venv/bin/ruff" check python tests benches
+"$venv/bin/ruff" format --check python tests benches
+(cd /tmp && "$venv/bin/python" -m mypy.stubtest zswap_rs --ignore-missing-stub \
+    --allowlist "$root/tests/stubtest-allowlist.txt")
+
+echo "== pytest (against the installed wheel)"
+"$venv/bin/python" -m pytest -q -p no:cacheprovider tests
