@@ -78,6 +78,8 @@ pub struct Config {
     pub compressor: String,
     /// Compressor level, for compressors that have levels.
     pub level: Option<i32>,
+    /// A trained zstd dictionary, fixed for the life of the cache.
+    pub dictionary: Option<Vec<u8>>,
     /// Absolute cap on pool memory; `None`: `max_pool_percent` of RAM.
     pub max_pool_bytes: Option<u64>,
     /// Pool cap as a percent of physical RAM (the kernel's default is 20).
@@ -103,6 +105,7 @@ impl Default for Config {
         Config {
             compressor: "lz4".to_string(),
             level: None,
+            dictionary: None,
             max_pool_bytes: None,
             max_pool_percent: 20,
             accept_threshold_percent: 90,
@@ -269,6 +272,8 @@ pub struct Zswap {
     stats: Stats,
     /// The compressor new pages are stored with.
     compressor: RwLock<Arc<dyn Compressor>>,
+    /// The dictionary every zstd instance of this cache uses.
+    dictionary: Option<Arc<[u8]>>,
     /// A decoder for every compressor id entries may carry.
     decoders: [OnceLock<Arc<dyn Compressor>>; CompressorId::ALL.len()],
     physical_ram: u64,
@@ -302,8 +307,12 @@ impl Zswap {
     /// the first store.
     pub fn new(config: Config) -> Result<Zswap> {
         let pool = Pool::new(config.page_size).map_err(|e| Error::config(e.to_string()))?;
+        let options = compress::Options {
+            level: config.level,
+            dictionary: config.dictionary.map(Arc::from),
+        };
         let comp =
-            compress::create(&config.compressor, config.level).map_err(|e| Error::config(e.0))?;
+            compress::create(&config.compressor, &options).map_err(|e| Error::config(e.0))?;
         if config.max_pool_bytes == Some(0) {
             return Err(Error::config("max_pool_bytes must be positive"));
         }
@@ -314,6 +323,7 @@ impl Zswap {
             stats: Stats::default(),
             compressor: RwLock::new(comp.clone()),
             decoders: Default::default(),
+            dictionary: options.dictionary,
             physical_ram: physical_ram(),
             max_pool_bytes: AtomicU64::new(config.max_pool_bytes.unwrap_or(u64::MAX)),
             max_pool_percent: AtomicU32::new(check_percent(
@@ -832,7 +842,12 @@ impl Zswap {
 
     /// Switch the compressor for new pages; stored pages stay readable.
     pub fn set_compressor(&self, name: &str, level: Option<i32>) -> Result<()> {
-        let comp = compress::create(name, level).map_err(|e| Error::config(e.0))?;
+        let dictionary = match compress::CompressorId::from_name(name) {
+            Some(CompressorId::Zstd) => self.dictionary.clone(),
+            _ => None,
+        };
+        let options = compress::Options { level, dictionary };
+        let comp = compress::create(name, &options).map_err(|e| Error::config(e.0))?;
         let _ = self.decoders[comp.id() as usize].set(comp.clone());
         *self.compressor.write() = comp;
         Ok(())

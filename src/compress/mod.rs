@@ -155,27 +155,68 @@ pub struct CompressorInfo {
     pub levels: Option<(i32, i32)>,
 }
 
+impl CompressorInfo {
+    /// An available compressor.
+    pub fn available(id: CompressorId, hardware: bool, levels: Option<(i32, i32)>) -> Self {
+        CompressorInfo {
+            name: id.name(),
+            available: true,
+            hardware,
+            reason: String::new(),
+            levels,
+        }
+    }
+
+    /// A compressor that cannot be used here, and why.
+    pub fn unavailable(id: CompressorId, hardware: bool, reason: impl Into<String>) -> Self {
+        CompressorInfo {
+            name: id.name(),
+            available: false,
+            hardware,
+            reason: reason.into(),
+            levels: None,
+        }
+    }
+}
+
+/// How to build a compressor: its level and, for zstd, a trained dictionary.
+/// The same options build the decoder, so a dictionary is fixed for the
+/// life of a cache (entries compressed with it must stay readable).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Level, for compressors that have levels; `None`: the default.
+    pub level: Option<i32>,
+    /// A zstd dictionary (`zswap_rs.train_dictionary`), if any.
+    pub dictionary: Option<Arc<[u8]>>,
+}
+
+/// What this machine offers for `id`. One arm per compressor: each
+/// compressor's module says whether it is built and present.
+fn info(id: CompressorId) -> CompressorInfo {
+    match id {
+        CompressorId::Lz4 => CompressorInfo::available(id, false, None),
+        CompressorId::Lzo | CompressorId::Zstd | CompressorId::Deflate => {
+            CompressorInfo::unavailable(id, false, "not built into this release of zswap-rs yet")
+        }
+        CompressorId::DeflateIaa | CompressorId::NxGzip => {
+            CompressorInfo::unavailable(id, true, "not built into this release of zswap-rs yet")
+        }
+    }
+}
+
+/// Build `id`, which [`info`] says is available, with `options` already
+/// checked against its levels.
+fn build(id: CompressorId, options: &Options) -> Result<Arc<dyn Compressor>, String> {
+    let _ = options;
+    match id {
+        CompressorId::Lz4 => Ok(Arc::new(Lz4::new())),
+        other => Err(format!("{} is not built into this release", other.name())),
+    }
+}
+
 /// Every compressor of the contract and whether it can be used here.
 pub fn compressors() -> Vec<CompressorInfo> {
-    CompressorId::ALL
-        .into_iter()
-        .map(|id| match id {
-            CompressorId::Lz4 => CompressorInfo {
-                name: id.name(),
-                available: true,
-                hardware: false,
-                reason: String::new(),
-                levels: None,
-            },
-            other => CompressorInfo {
-                name: other.name(),
-                available: false,
-                hardware: matches!(other, CompressorId::DeflateIaa | CompressorId::NxGzip),
-                reason: "not built into this release of zswap-rs yet".to_string(),
-                levels: None,
-            },
-        })
-        .collect()
+    CompressorId::ALL.into_iter().map(info).collect()
 }
 
 /// Why a compressor cannot be created. The message lists what is available
@@ -205,18 +246,15 @@ fn availability_summary() -> String {
         .join(", ")
 }
 
-/// Create the compressor named `name` at `level` (`None`: its default).
-pub fn create(
-    name: &str,
-    level: Option<i32>,
-) -> Result<Arc<dyn Compressor>, UnavailableCompressor> {
-    let info = compressors().into_iter().find(|c| c.name == name);
-    let Some(info) = info else {
+/// Create the compressor named `name` with `options`.
+pub fn create(name: &str, options: &Options) -> Result<Arc<dyn Compressor>, UnavailableCompressor> {
+    let Some(id) = CompressorId::from_name(name) else {
         return Err(UnavailableCompressor(format!(
             "unknown compressor '{name}'; compressors: {}",
             availability_summary()
         )));
     };
+    let info = info(id);
     if !info.available {
         return Err(UnavailableCompressor(format!(
             "compressor '{name}' is not available here: {}; compressors: {}",
@@ -224,7 +262,7 @@ pub fn create(
             availability_summary()
         )));
     }
-    match (level, info.levels) {
+    match (options.level, info.levels) {
         (Some(l), None) => {
             return Err(UnavailableCompressor(format!(
                 "compressor '{name}' has no levels (got level={l})"
@@ -237,10 +275,12 @@ pub fn create(
         }
         _ => {}
     }
-    match CompressorId::from_name(name) {
-        Some(CompressorId::Lz4) => Ok(Arc::new(Lz4::new())),
-        _ => unreachable!("compressors() marks only implemented compressors available"),
+    if options.dictionary.is_some() && id != CompressorId::Zstd {
+        return Err(UnavailableCompressor(format!(
+            "a dictionary is for zstd only, not '{name}'"
+        )));
     }
+    build(id, options).map_err(UnavailableCompressor)
 }
 
 #[cfg(test)]
@@ -258,11 +298,16 @@ mod tests {
 
     #[test]
     fn unknown_and_unavailable_say_what_is_there() {
-        let err = create("snappy", None).unwrap_err().0;
+        let none = Options::default();
+        let err = create("snappy", &none).unwrap_err().0;
         assert!(err.contains("unknown compressor 'snappy'"), "{err}");
         assert!(err.contains("lz4 (available)"), "{err}");
-        let err = create("lz4", Some(3)).unwrap_err().0;
+        let level3 = Options {
+            level: Some(3),
+            ..Options::default()
+        };
+        let err = create("lz4", &level3).unwrap_err().0;
         assert!(err.contains("no levels"), "{err}");
-        assert_eq!(create("lz4", None).unwrap().id(), CompressorId::Lz4);
+        assert_eq!(create("lz4", &none).unwrap().id(), CompressorId::Lz4);
     }
 }
