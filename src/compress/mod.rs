@@ -12,9 +12,16 @@
 //! (hash tables, zstd contexts, ISA-L streams) is kept per thread by the
 //! implementation and reused, never allocated per page.
 
+mod deflate;
+pub mod hw;
 mod lz4;
+mod lzo;
+mod zstd;
 
+pub use self::zstd::{train_dictionary, Zstd};
+pub use deflate::{deflate_raw_4k, inflate_raw, Deflate};
 pub use lz4::Lz4;
+pub use lzo::Lzo;
 
 use std::fmt;
 use std::sync::Arc;
@@ -139,6 +146,41 @@ pub trait Compressor: Send + Sync + fmt::Debug {
     fn compress(&self, src: &[u8], dst: &mut [u8]) -> Result<usize, CompressError>;
     /// Decompress `src` into all of `dst`.
     fn decompress(&self, src: &[u8], dst: &mut [u8]) -> Result<(), DecompressError>;
+    /// How many pages a batch call works on at once: more per call than
+    /// this gains nothing. 1 for software; 8 for IAA, whose pages run in
+    /// parallel (the kernel's `crypto_acomp_batch_size()`).
+    fn batch_size(&self) -> usize {
+        1
+    }
+    /// Compress `srcs[i]` into `dsts[i]`, result in `out[i]`, for every `i`,
+    /// as [`compress`](Compressor::compress) would one by one. A hardware
+    /// compressor submits up to [`batch_size`](Compressor::batch_size) pages
+    /// before waiting for any. The three slices have the same length (panics
+    /// otherwise).
+    fn compress_batch(
+        &self,
+        srcs: &[&[u8]],
+        dsts: &mut [&mut [u8]],
+        out: &mut [Result<usize, CompressError>],
+    ) {
+        assert!(srcs.len() == dsts.len() && srcs.len() == out.len());
+        for ((src, dst), o) in srcs.iter().zip(dsts.iter_mut()).zip(out.iter_mut()) {
+            *o = self.compress(src, dst);
+        }
+    }
+    /// Decompress `srcs[i]` into all of `dsts[i]`, result in `out[i]`, as
+    /// [`decompress`](Compressor::decompress) would one by one.
+    fn decompress_batch(
+        &self,
+        srcs: &[&[u8]],
+        dsts: &mut [&mut [u8]],
+        out: &mut [Result<(), DecompressError>],
+    ) {
+        assert!(srcs.len() == dsts.len() && srcs.len() == out.len());
+        for ((src, dst), o) in srcs.iter().zip(dsts.iter_mut()).zip(out.iter_mut()) {
+            *o = self.decompress(src, dst);
+        }
+    }
 }
 
 /// What `compressors()` says of one compressor on this machine.
@@ -195,12 +237,11 @@ pub struct Options {
 fn info(id: CompressorId) -> CompressorInfo {
     match id {
         CompressorId::Lz4 => CompressorInfo::available(id, false, None),
-        CompressorId::Lzo | CompressorId::Zstd | CompressorId::Deflate => {
-            CompressorInfo::unavailable(id, false, "not built into this release of zswap-rs yet")
-        }
-        CompressorId::DeflateIaa | CompressorId::NxGzip => {
-            CompressorInfo::unavailable(id, true, "not built into this release of zswap-rs yet")
-        }
+        CompressorId::Lzo => CompressorInfo::available(id, false, None),
+        CompressorId::Zstd => CompressorInfo::available(id, false, Some(Zstd::levels())),
+        CompressorId::Deflate => CompressorInfo::available(id, false, Some(deflate::LEVELS)),
+        CompressorId::DeflateIaa => hw::iaa::info(),
+        CompressorId::NxGzip => hw::nx::info(),
     }
 }
 
@@ -210,7 +251,16 @@ fn build(id: CompressorId, options: &Options) -> Result<Arc<dyn Compressor>, Str
     let _ = options;
     match id {
         CompressorId::Lz4 => Ok(Arc::new(Lz4::new())),
-        other => Err(format!("{} is not built into this release", other.name())),
+        CompressorId::Lzo => Ok(Arc::new(Lzo::new())),
+        CompressorId::Zstd => Ok(Arc::new(Zstd::new(
+            options.level.unwrap_or(Zstd::DEFAULT_LEVEL),
+            options.dictionary.as_deref(),
+        )?)),
+        CompressorId::Deflate => Ok(Arc::new(Deflate::new(
+            options.level.unwrap_or(deflate::DEFAULT_LEVEL),
+        )?)),
+        CompressorId::DeflateIaa => hw::iaa::build(),
+        CompressorId::NxGzip => hw::nx::build(),
     }
 }
 
