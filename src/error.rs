@@ -78,6 +78,11 @@ impl Error {
     pub fn raw_os_error(&self) -> Option<i32> {
         self.source.as_ref().and_then(|e| e.raw_os_error())
     }
+
+    /// The I/O error behind it, if any.
+    pub fn io_source(&self) -> Option<&std::io::Error> {
+        self.source.as_ref()
+    }
 }
 
 impl fmt::Display for Error {

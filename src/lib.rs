@@ -29,6 +29,7 @@
 //! # Ok::<(), zswap_rs::Error>(())
 //! ```
 
+pub mod backing;
 pub mod compress;
 pub mod error;
 pub mod index;
@@ -40,9 +41,10 @@ mod zswap;
 #[cfg(feature = "python")]
 mod python;
 
+pub use backing::FileOptions;
 pub use error::{Error, ErrorKind, Result};
 pub use stats::StatsSnapshot;
 pub use zswap::{
-    same_filled_word, Config, LoadSource, Reject, StoreOutcome, Zswap, MAX_AREA_PAGES,
+    same_filled_word, BackingInfo, Config, LoadSource, Reject, StoreOutcome, Zswap, MAX_AREA_PAGES,
     MAX_SWAP_TYPES,
 };

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from ._errors import BackingStoreError, ConfigError, CorruptPageError, ZswapError
 from ._types import CompressorInfo, StoreOutcome
-from ._zswap_rs import MAX_SWAP_TYPES, Zswap, __version__, _compressors
+from ._zswap_rs import MAX_SWAP_TYPES, Zswap, __version__, _compressors, train_dictionary
 
 __all__ = [
     "MAX_SWAP_TYPES",
@@ -30,6 +30,7 @@ __all__ = [
     "ZswapError",
     "__version__",
     "compressors",
+    "train_dictionary",
 ]
 
 

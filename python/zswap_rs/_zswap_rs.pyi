@@ -1,5 +1,7 @@
 """Type stub of the native module; ``zswap_rs`` re-exports what users need."""
 
+import os
+from collections.abc import Iterable
 from types import TracebackType
 from typing import final
 
@@ -23,6 +25,7 @@ class Zswap:
         compressor: str = "lz4",
         *,
         level: int | None = None,
+        dictionary: Buffer | None = None,
         max_pool_bytes: int | None = None,
         max_pool_percent: int = 20,
         accept_threshold_percent: int = 90,
@@ -31,8 +34,26 @@ class Zswap:
         exclusive_loads: bool = False,
         page_size: int = 4096,
     ) -> Zswap: ...
-    def swapon(self, path: str | None = None, pages: int | None = None) -> int:
-        """Turn on a swap area of ``pages`` slots; returns its swap type."""
+    def swapon(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        pages: int | None = None,
+        *,
+        direct: bool = True,
+        disk_mbps: float | None = None,
+    ) -> int:
+        """Turn on a swap area of ``pages`` slots; returns its swap type.
+
+        With a ``path``, the area is backed by that file (created sparse with mode
+        0600, never followed through a symlink) or block device: a page the pool
+        does not take is written there (``SWAPPED``), and a full pool writes back
+        its oldest entries there. ``direct`` opens it ``O_DIRECT`` where the
+        filesystem allows; ``disk_mbps`` paces its I/O to a slower device's speed.
+        """
+    def backing_info(self, swap_type: int) -> dict[str, object] | None:
+        """The backing file of ``swap_type`` (path, pages, direct, disk_mbps, used_slots)."""
+    def writeback(self, max_pages: int = 64) -> int:
+        """Write back up to ``max_pages`` of the oldest entries now; returns how many."""
     def swapoff(self, swap_type: int) -> None:
         """Drop every entry of ``swap_type`` and turn it off."""
     def store(self, swap_type: int, offset: int, page: Buffer) -> StoreOutcome:
@@ -41,6 +62,16 @@ class Zswap:
         """The page at ``(swap_type, offset)``; ``KeyError`` if nothing is stored there."""
     def load_into(self, swap_type: int, offset: int, buf: Buffer) -> None:
         """Load into a writable buffer of exactly ``page_size`` bytes."""
+    def store_many(
+        self, swap_type: int, offsets: Iterable[int] | Buffer, pages: Buffer
+    ) -> list[StoreOutcome]:
+        """Store ``len(offsets)`` pages given as one buffer, page ``i`` at ``offsets[i]``.
+
+        Every argument is checked before anything is stored (a ``ValueError`` names the
+        first bad index); the buffer is read in place and the GIL released for the batch.
+        """
+    def load_many(self, swap_type: int, offsets: Iterable[int] | Buffer, out: Buffer) -> None:
+        """Load the pages at ``offsets`` into one writable buffer of ``len(offsets)`` pages."""
     def invalidate(self, swap_type: int, offset: int) -> bool:
         """Drop the page at ``(swap_type, offset)``; returns whether one was there."""
     def compact(self) -> int:
@@ -69,5 +100,20 @@ class Zswap:
     same_filled: bool
     exclusive_loads: bool
     enabled: bool
+    shrinker_enabled: bool
+    shrinker_age: float
 
 def _compressors() -> list[tuple[str, bool, bool, str]]: ...
+def train_dictionary(
+    pages: Buffer | Iterable[Buffer],
+    size: int = 32768,
+    *,
+    page_size: int = 4096,
+) -> bytes:
+    """Train a zstd dictionary of at most ``size`` bytes on sample pages.
+
+    ``pages`` is one buffer of N pages or an iterable of page-sized buffers: a
+    few hundred pages of the memory to be stored. Pass the result as
+    ``Zswap(compressor="zstd", dictionary=...)``; ``ValueError`` if zstd cannot
+    train on them (too few or too uniform pages).
+    """

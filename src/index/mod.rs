@@ -39,6 +39,10 @@ const TAG_MASK: u32 = 0b111 << TAG_SHIFT;
 const RED: u32 = 1 << 31;
 /// Marks a free slot in its `lru.prev` (live slots hold a slot number or NIL there).
 const FREE: u32 = u32::MAX - 1;
+/// The `parent_tag` of an LRU marker: red, tag 7, no parent. No tree node
+/// looks like this between operations (the root, the only node without a
+/// parent, is black).
+const MARKER: u32 = u32::MAX;
 
 /// The most entries one index holds: every slot number must fit the 28-bit
 /// parent field and differ from `PARENT_NONE`.
@@ -90,17 +94,87 @@ impl std::fmt::Display for IndexFull {
 impl std::error::Error for IndexFull {}
 
 /// Red-black tree plus LRU over one arena of 32-byte nodes.
+///
+/// Every tree entry may be on the LRU or not (same-filled pages, which cost
+/// the pool nothing, are kept off it so that writeback never wastes a walk
+/// on them). The LRU may also hold *markers*: slots that are not in the tree
+/// and only mark a moment in the LRU's history, so that "every entry not
+/// used since then" is the stretch of the LRU older than the marker. The
+/// background shrinker uses them to find entries older than a given age
+/// without a timestamp in every entry.
 #[derive(Default)]
 pub struct Index {
-    nodes: Vec<Node>,
+    nodes: Arena,
     root: u32,
     /// Head of the free-slot list, chained through `lru.next`.
     free: u32,
+    /// Tree entries.
     len: u32,
+    /// Marker slots (on the LRU, not in the tree).
+    markers: u32,
     lru: Lru,
 }
 
-impl LruSlots for [Node] {
+/// The nodes of an index: fixed-size chunks that never move once
+/// allocated. Growing a `Vec` of nodes would copy them all and hold two
+/// copies at its peak; chunks cost exactly 32 bytes per slot plus at most
+/// one partly used chunk, and an id still finds its node in two steps.
+#[derive(Default)]
+struct Arena {
+    chunks: Vec<Box<[Node]>>,
+    len: usize,
+}
+
+/// Slots per chunk: 128 KiB of nodes, small next to any pool that needs
+/// many of them, and a shift rather than a division to find one.
+const CHUNK_SHIFT: u32 = 12;
+const CHUNK_SLOTS: usize = 1 << CHUNK_SHIFT;
+
+impl Arena {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn memory_bytes(&self) -> usize {
+        self.chunks.len() * CHUNK_SLOTS * std::mem::size_of::<Node>()
+    }
+
+    fn push(&mut self, node: Node) -> Result<(), IndexFull> {
+        if self.len == self.chunks.len() * CHUNK_SLOTS {
+            self.chunks.try_reserve(1).map_err(|_| IndexFull)?;
+            let mut chunk = Vec::new();
+            chunk
+                .try_reserve_exact(CHUNK_SLOTS)
+                .map_err(|_| IndexFull)?;
+            chunk.resize(CHUNK_SLOTS, node);
+            self.chunks.push(chunk.into_boxed_slice());
+        }
+        let id = self.len;
+        self.len += 1;
+        self[id] = node;
+        Ok(())
+    }
+}
+
+impl std::ops::Index<usize> for Arena {
+    type Output = Node;
+
+    #[inline]
+    fn index(&self, id: usize) -> &Node {
+        debug_assert!(id < self.len);
+        &self.chunks[id >> CHUNK_SHIFT][id & (CHUNK_SLOTS - 1)]
+    }
+}
+
+impl std::ops::IndexMut<usize> for Arena {
+    #[inline]
+    fn index_mut(&mut self, id: usize) -> &mut Node {
+        debug_assert!(id < self.len);
+        &mut self.chunks[id >> CHUNK_SHIFT][id & (CHUNK_SLOTS - 1)]
+    }
+}
+
+impl LruSlots for Arena {
     fn link(&self, id: u32) -> &LruLink {
         &self[id as usize].lru
     }
@@ -113,10 +187,11 @@ impl Index {
     /// An empty index; it allocates nothing until the first insert.
     pub fn new() -> Self {
         Index {
-            nodes: Vec::new(),
+            nodes: Arena::default(),
             root: NIL,
             free: NIL,
             len: 0,
+            markers: 0,
             lru: Lru::new(),
         }
     }
@@ -134,7 +209,7 @@ impl Index {
     /// Bytes of node memory held (live, free and spare slots), for the
     /// metadata figures.
     pub fn memory_bytes(&self) -> usize {
-        self.nodes.capacity() * std::mem::size_of::<Node>()
+        self.nodes.memory_bytes()
     }
 
     /// Size of one entry's node in bytes.
@@ -222,7 +297,19 @@ impl Index {
     }
 
     fn is_live(&self, id: u32) -> bool {
-        (id as usize) < self.nodes.len() && self.nodes[id as usize].lru.prev != FREE
+        (id as usize) < self.nodes.len()
+            && self.nodes[id as usize].lru.prev != FREE
+            && !self.is_marker(id)
+    }
+
+    /// Whether slot `id` is an LRU marker.
+    pub fn is_marker(&self, id: EntryId) -> bool {
+        self.nodes[id as usize].parent_tag == MARKER && self.nodes[id as usize].lru.prev != FREE
+    }
+
+    /// Whether the live entry or marker in slot `id` is on the LRU.
+    pub fn on_lru(&self, id: EntryId) -> bool {
+        self.nodes[id as usize].lru != LruLink::UNLINKED || self.lru.newest() == Some(id)
     }
 
     /// Replace the value and tag of the live entry in slot `id`.
@@ -236,20 +323,89 @@ impl Index {
 
     // --- LRU ------------------------------------------------------------------
 
-    /// The entry that has gone longest without being stored or touched.
+    /// The entry that has gone longest without being stored or touched
+    /// (markers skipped).
     pub fn lru_oldest(&self) -> Option<EntryRef> {
-        self.lru.oldest().map(|id| self.entry(id))
+        let mut id = self.lru.oldest();
+        while let Some(i) = id {
+            if !self.is_marker(i) {
+                return Some(self.entry(i));
+            }
+            id = self.lru.newer(&self.nodes, i);
+        }
+        None
     }
 
-    /// The entry one step newer than `id` on the LRU.
+    /// The entry one step newer than `id` on the LRU (markers skipped).
     pub fn lru_newer(&self, id: EntryId) -> Option<EntryRef> {
-        self.lru.newer(&self.nodes[..], id).map(|i| self.entry(i))
+        let mut next = self.lru.newer(&self.nodes, id);
+        while let Some(i) = next {
+            if !self.is_marker(i) {
+                return Some(self.entry(i));
+            }
+            next = self.lru.newer(&self.nodes, i);
+        }
+        None
     }
 
-    /// Mark the entry in slot `id` as just used.
+    /// The oldest slot on the LRU, entry or marker.
+    pub fn lru_oldest_slot(&self) -> Option<EntryId> {
+        self.lru.oldest()
+    }
+
+    /// The slot one step newer than `id` on the LRU, entry or marker.
+    pub fn lru_newer_slot(&self, id: EntryId) -> Option<EntryId> {
+        self.lru.newer(&self.nodes, id)
+    }
+
+    /// Entries and markers on the LRU.
+    pub fn lru_len(&self) -> usize {
+        self.lru.len()
+    }
+
+    /// Mark the entry in slot `id` as just used (no-op if it is kept off
+    /// the LRU).
     pub fn touch(&mut self, id: EntryId) {
         debug_assert!(self.is_live(id), "slot {id} is not live");
-        self.lru.touch(&mut self.nodes[..], id);
+        if self.on_lru(id) {
+            self.lru.touch(&mut self.nodes, id);
+        }
+    }
+
+    /// Put a marker at the newest end of the LRU.
+    pub fn push_marker(&mut self) -> Result<EntryId, IndexFull> {
+        let id = self.alloc_slot()?;
+        self.nodes[id as usize] = Node {
+            left: NIL,
+            right: NIL,
+            parent_tag: MARKER,
+            key: 0,
+            lru: LruLink::UNLINKED,
+            value: 0,
+        };
+        self.lru.push_newest(&mut self.nodes, id);
+        self.markers += 1;
+        Ok(id)
+    }
+
+    /// Take the marker in slot `id` off the LRU and free its slot.
+    pub fn remove_marker(&mut self, id: EntryId) {
+        debug_assert!(self.is_marker(id), "slot {id} is not a marker");
+        self.lru.unlink(&mut self.nodes, id);
+        self.free_slot(id);
+        self.markers -= 1;
+    }
+
+    fn free_slot(&mut self, id: u32) {
+        let n = &mut self.nodes[id as usize];
+        n.lru = LruLink {
+            prev: FREE,
+            next: self.free,
+        };
+        n.left = NIL;
+        n.right = NIL;
+        n.parent_tag = PARENT_NONE;
+        self.free = id;
     }
 
     // --- insert -----------------------------------------------------------------
@@ -257,6 +413,18 @@ impl Index {
     /// Store `value` with `tag` at `key`, as the newest entry of the LRU.
     /// Returns the entry it replaced, if `key` held one (its slot is reused).
     pub fn insert(&mut self, key: u32, value: u64, tag: u8) -> Result<Option<EntryRef>, IndexFull> {
+        self.insert_with(key, value, tag, true)
+    }
+
+    /// Store `value` with `tag` at `key`, as the newest entry of the LRU if
+    /// `on_lru`, off the LRU otherwise. Returns the entry it replaced.
+    pub fn insert_with(
+        &mut self,
+        key: u32,
+        value: u64,
+        tag: u8,
+        on_lru: bool,
+    ) -> Result<Option<EntryRef>, IndexFull> {
         debug_assert!(tag <= MAX_TAG);
         let mut parent = NIL;
         let mut id = self.root;
@@ -276,7 +444,12 @@ impl Index {
                 std::cmp::Ordering::Equal => {
                     let old = self.entry(id);
                     self.set_value(id, value, tag);
-                    self.touch(id);
+                    match (self.on_lru(id), on_lru) {
+                        (true, true) => self.lru.touch(&mut self.nodes, id),
+                        (true, false) => self.lru.unlink(&mut self.nodes, id),
+                        (false, true) => self.lru.push_newest(&mut self.nodes, id),
+                        (false, false) => {}
+                    }
                     return Ok(Some(old));
                 }
             }
@@ -299,7 +472,9 @@ impl Index {
             self.nodes[parent as usize].right = id;
         }
         self.insert_fixup(id);
-        self.lru.push_newest(&mut self.nodes[..], id);
+        if on_lru {
+            self.lru.push_newest(&mut self.nodes, id);
+        }
         self.len += 1;
         Ok(None)
     }
@@ -313,7 +488,6 @@ impl Index {
         if self.nodes.len() >= MAX_ENTRIES {
             return Err(IndexFull);
         }
-        self.nodes.try_reserve(1).map_err(|_| IndexFull)?;
         self.nodes.push(Node {
             left: NIL,
             right: NIL,
@@ -321,7 +495,7 @@ impl Index {
             key: 0,
             lru: LruLink::UNLINKED,
             value: 0,
-        });
+        })?;
         Ok((self.nodes.len() - 1) as u32)
     }
 
@@ -465,16 +639,10 @@ impl Index {
         if y_was_black {
             self.erase_fixup(x, x_parent);
         }
-        self.lru.unlink(&mut self.nodes[..], z);
-        let n = &mut self.nodes[z as usize];
-        n.lru = LruLink {
-            prev: FREE,
-            next: self.free,
-        };
-        n.left = NIL;
-        n.right = NIL;
-        n.parent_tag = PARENT_NONE;
-        self.free = z;
+        if self.on_lru(z) {
+            self.lru.unlink(&mut self.nodes, z);
+        }
+        self.free_slot(z);
         self.len -= 1;
         removed
     }
@@ -561,8 +729,9 @@ impl Index {
     /// Visit every entry's value in slot order (not key order), to rewrite
     /// values in place; used by pool compaction, which moves objects.
     pub fn for_each_value_mut(&mut self, mut f: impl FnMut(u32, &mut u64, u8)) {
-        for n in self.nodes.iter_mut() {
-            if n.lru.prev != FREE {
+        for id in 0..self.nodes.len() {
+            let n = &mut self.nodes[id];
+            if n.lru.prev != FREE && n.parent_tag != MARKER {
                 let tag = ((n.parent_tag & TAG_MASK) >> TAG_SHIFT) as u8;
                 f(n.key, &mut n.value, tag);
             }
@@ -572,7 +741,7 @@ impl Index {
     /// Remove every entry, handing each to `f`, and give back the arena.
     pub fn drain(&mut self, mut f: impl FnMut(EntryRef)) {
         for id in 0..self.nodes.len() as u32 {
-            if self.nodes[id as usize].lru.prev != FREE {
+            if self.is_live(id) {
                 f(self.entry(id));
             }
         }
@@ -592,11 +761,30 @@ impl Index {
         if count != self.len {
             return Err(format!("tree holds {count} nodes but len is {}", self.len));
         }
-        self.lru.check(&self.nodes[..])?;
-        if self.lru.len() != self.len as usize {
+        self.lru.check(&self.nodes)?;
+        let mut on_lru = 0usize;
+        let mut markers = 0usize;
+        let mut id = self.lru.oldest();
+        while let Some(i) = id {
+            if self.is_marker(i) {
+                markers += 1;
+            } else if !self.is_live(i) {
+                return Err(format!(
+                    "LRU holds slot {i}, which is neither an entry nor a marker"
+                ));
+            }
+            on_lru += 1;
+            id = self.lru.newer(&self.nodes, i);
+        }
+        if markers != self.markers as usize {
             return Err(format!(
-                "LRU holds {} but len is {}",
-                self.lru.len(),
+                "LRU holds {markers} markers but the count is {}",
+                self.markers
+            ));
+        }
+        if on_lru > self.len as usize + markers {
+            return Err(format!(
+                "LRU holds {on_lru} slots, more than {} entries",
                 self.len
             ));
         }
@@ -612,7 +800,7 @@ impl Index {
             }
             id = self.nodes[id as usize].lru.next;
         }
-        if free + self.len as usize != self.nodes.len() {
+        if free + self.len as usize + self.markers as usize != self.nodes.len() {
             return Err(format!(
                 "{free} free + {} live slots != {} slots",
                 self.len,

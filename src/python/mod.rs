@@ -18,7 +18,17 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyString, PyType};
 
-use crate::{compress, Config, Error, ErrorKind, StoreOutcome, Zswap as Core, MAX_SWAP_TYPES};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{
+    compress, Config, Error, ErrorKind, FileOptions, StoreOutcome, Zswap as Core, MAX_SWAP_TYPES,
+};
+
+/// The background shrinker's default age: an entry unused this long is
+/// worth a disk write more than the RAM it holds.
+const DEFAULT_SHRINKER_AGE: Duration = Duration::from_secs(60);
 
 static CONFIG_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static ZSWAP_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
@@ -49,17 +59,19 @@ fn to_py(py: Python<'_>, e: Error) -> PyErr {
         }
         ErrorKind::Closed => exception(py, &ZSWAP_ERROR, "ZswapError", (msg,)),
         ErrorKind::Backing => {
-            let errno = e.raw_os_error().unwrap_or(libc_eio());
+            // An I/O error without an OS number (a file that is too small, of
+            // the wrong kind) is EINVAL; anything else unexplained is EIO.
+            let errno = e
+                .raw_os_error()
+                .unwrap_or(match e.io_source().map(|s| s.kind()) {
+                    Some(std::io::ErrorKind::InvalidInput) => libc::EINVAL,
+                    _ => libc::EIO,
+                });
             exception(py, &BACKING_ERROR, "BackingStoreError", (errno, msg))
         }
         ErrorKind::Corrupt => exception(py, &CORRUPT_ERROR, "CorruptPageError", (msg,)),
         ErrorKind::Unsupported => PyNotImplementedError::new_err(msg),
     }
-}
-
-/// EIO, for a backing-store error that carries no OS error number.
-fn libc_eio() -> i32 {
-    5
 }
 
 fn outcome(py: Python<'_>, o: StoreOutcome) -> PyResult<Py<PyAny>> {
@@ -152,10 +164,132 @@ fn page_buffer(obj: &Bound<'_, PyAny>, name: &str, writable: bool) -> PyResult<P
     Ok(buf)
 }
 
+/// The offsets of a batch: an integer array (read through the buffer
+/// protocol) or any iterable of ints. A negative one fails naming its index.
+fn offsets_arg(obj: &Bound<'_, PyAny>, swap_type: u32, pages: Option<u64>) -> PyResult<Vec<u64>> {
+    let bad = |i: usize, v: i128| {
+        let range = pages.map_or_else(|| "0..pages of the area".to_string(), |p| format!("0..{p}"));
+        PyValueError::new_err(format!(
+            "offsets[{i}] = {v} is out of range for swap type {swap_type}: {range}"
+        ))
+    };
+    if let Ok(b) = PyBuffer::<u64>::get(obj) {
+        return b.to_vec(obj.py());
+    }
+    if let Ok(b) = PyBuffer::<i64>::get(obj) {
+        let v = b.to_vec(obj.py())?;
+        return v
+            .iter()
+            .enumerate()
+            .map(|(i, &o)| u64::try_from(o).map_err(|_| bad(i, i128::from(o))))
+            .collect();
+    }
+    if let Ok(b) = PyBuffer::<u32>::get(obj) {
+        return Ok(b.to_vec(obj.py())?.into_iter().map(u64::from).collect());
+    }
+    if let Ok(b) = PyBuffer::<i32>::get(obj) {
+        let v = b.to_vec(obj.py())?;
+        return v
+            .iter()
+            .enumerate()
+            .map(|(i, &o)| u64::try_from(o).map_err(|_| bad(i, i128::from(o))))
+            .collect();
+    }
+    if obj.is_instance_of::<PyString>() || obj.is_instance_of::<PyBytes>() {
+        return Err(PyTypeError::new_err(format!(
+            "offsets must be a sequence of ints or an integer array, not {}",
+            type_name(obj)
+        )));
+    }
+    let iter = obj.try_iter().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "offsets must be a sequence of ints or an integer array, not {}",
+            type_name(obj)
+        ))
+    })?;
+    let mut out = Vec::with_capacity(obj.len().unwrap_or(0));
+    for (i, item) in iter.enumerate() {
+        let item = item?;
+        let v = item.extract::<i64>().map_err(|_| {
+            if item.is_instance_of::<PyInt>() {
+                PyValueError::new_err(format!("offsets[{i}] = {item} is out of range"))
+            } else {
+                PyTypeError::new_err(format!(
+                    "offsets[{i}] must be an int, not {}",
+                    type_name(&item)
+                ))
+            }
+        })?;
+        out.push(u64::try_from(v).map_err(|_| bad(i, i128::from(v)))?);
+    }
+    Ok(out)
+}
+
+/// A contiguous byte buffer's memory, to read or write with the GIL
+/// released. Batches use it so that a large NumPy array or bytearray is read
+/// and written in place, without a copy per page.
+///
+/// Soundness rests on the buffer protocol: while the `PyBuffer` export that
+/// this view was made from is alive, the exporter must keep the memory valid
+/// and in place (a `bytearray` refuses to resize while exported). Other
+/// Python threads may still write to it concurrently, exactly as with
+/// `hashlib` or `readinto`, which also release the GIL over buffers; the
+/// bytes seen are then unspecified, but no memory outside the buffer is ever
+/// touched.
+struct BufferView {
+    ptr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the view is a pointer and a length into memory owned by a Python
+// object whose export outlives every use of the view (the caller keeps the
+// `PyBuffer` alive across `py.detach`); moving the pointer to another thread
+// does not change what it may access.
+unsafe impl Send for BufferView {}
+// SAFETY: as above; shared use only reads through the pointer.
+unsafe impl Sync for BufferView {}
+
+impl BufferView {
+    fn new(buf: &PyBuffer<u8>) -> Self {
+        BufferView {
+            ptr: buf.buf_ptr().cast::<u8>(),
+            len: buf.len_bytes(),
+        }
+    }
+
+    /// # Safety
+    /// The `PyBuffer` this view came from must still be alive.
+    unsafe fn as_slice(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: `ptr` points at `len` contiguous bytes kept valid by the
+        // live export (caller's contract); u8 has no alignment or validity
+        // requirements.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+
+    /// # Safety
+    /// The `PyBuffer` this view came from must still be alive and writable,
+    /// and no other Rust reference to its memory may exist.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn as_mut_slice(&self) -> &mut [u8] {
+        if self.len == 0 {
+            return &mut [];
+        }
+        // SAFETY: as in `as_slice`, and the export is writable; this view is
+        // the only Rust access to the memory for the call.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
+    }
+}
+
 /// zswap in user space: a compressed cache for swap pages.
 #[pyclass(module = "zswap_rs._zswap_rs", name = "Zswap", frozen)]
 struct Zswap {
-    core: Core,
+    /// Shared with the background shrinker thread, when one runs.
+    core: Arc<Core>,
+    /// The age the shrinker uses when it is turned on.
+    shrinker_age: parking_lot::Mutex<Duration>,
 }
 
 impl Zswap {
@@ -204,6 +338,7 @@ impl Zswap {
         compressor = "lz4",
         *,
         level = None,
+        dictionary = None,
         max_pool_bytes = None,
         max_pool_percent = None,
         accept_threshold_percent = None,
@@ -212,12 +347,13 @@ impl Zswap {
         exclusive_loads = false,
         page_size = None,
     ),
-    text_signature = "(compressor='lz4', *, level=None, max_pool_bytes=None, max_pool_percent=20, accept_threshold_percent=90, max_compression_ratio=80, same_filled=True, exclusive_loads=False, page_size=4096)")]
+    text_signature = "(compressor='lz4', *, level=None, dictionary=None, max_pool_bytes=None, max_pool_percent=20, accept_threshold_percent=90, max_compression_ratio=80, same_filled=True, exclusive_loads=False, page_size=4096)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         compressor: &str,
         level: Option<i32>,
+        dictionary: Option<&Bound<'_, PyAny>>,
         max_pool_bytes: Option<&Bound<'_, PyAny>>,
         max_pool_percent: Option<&Bound<'_, PyAny>>,
         accept_threshold_percent: Option<&Bound<'_, PyAny>>,
@@ -246,9 +382,15 @@ impl Zswap {
             Some(p) => usize::try_from(int_arg(p, "page_size")?).unwrap_or(0),
             None => defaults.page_size,
         };
+        // A zstd dictionary (`train_dictionary`): any bytes-like, copied.
+        let dictionary = match dictionary {
+            None => None,
+            Some(d) => Some(page_buffer(d, "dictionary", false)?.to_vec(py)?),
+        };
         let config = Config {
             compressor: compressor.to_string(),
             level,
+            dictionary,
             max_pool_bytes,
             max_pool_percent: percent(
                 max_pool_percent,
@@ -270,22 +412,23 @@ impl Zswap {
             page_size,
         };
         let core = Core::new(config).map_err(|e| to_py(py, e))?;
-        Ok(Zswap { core })
+        Ok(Zswap {
+            core: Arc::new(core),
+            shrinker_age: parking_lot::Mutex::new(DEFAULT_SHRINKER_AGE),
+        })
     }
 
-    /// Turn on a swap area of `pages` slots and return its swap type.
-    #[pyo3(signature = (path = None, pages = None))]
+    /// Turn on a swap area of `pages` slots and return its swap type; with
+    /// a `path`, backed by that file (or block device).
+    #[pyo3(signature = (path = None, pages = None, *, direct = true, disk_mbps = None))]
     fn swapon(
         &self,
         py: Python<'_>,
         path: Option<&Bound<'_, PyAny>>,
         pages: Option<&Bound<'_, PyAny>>,
+        direct: bool,
+        disk_mbps: Option<f64>,
     ) -> PyResult<u32> {
-        if path.is_some() {
-            return Err(PyNotImplementedError::new_err(
-                "swap areas backed by a file are not supported by this release yet: use swapon(None, pages=N)",
-            ));
-        }
         let Some(pages) = pages else {
             return Err(PyTypeError::new_err(
                 "swapon() needs pages=N, the number of slots",
@@ -298,7 +441,97 @@ impl Zswap {
                 crate::MAX_AREA_PAGES
             ))
         })?;
-        self.core.swapon(pages).map_err(|e| to_py(py, e))
+        let Some(path) = path else {
+            return self.core.swapon(pages).map_err(|e| to_py(py, e));
+        };
+        let path: PathBuf = path.extract().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "path must be a str or os.PathLike, not {}",
+                type_name(path)
+            ))
+        })?;
+        if let Some(mbps) = disk_mbps {
+            if !(mbps > 0.0 && mbps.is_finite()) {
+                return Err(PyValueError::new_err(format!(
+                    "disk_mbps must be a positive number, got {mbps}"
+                )));
+            }
+        }
+        let options = FileOptions { direct, disk_mbps };
+        py.detach(|| self.core.swapon_file(&path, pages, &options))
+            .map_err(|e| to_py(py, e))
+    }
+
+    /// The backing file of `swap_type` as a dict, or None for a memory-only area.
+    fn backing_info<'py>(
+        &self,
+        py: Python<'py>,
+        swap_type: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let t = self.swap_type(swap_type)?;
+        let Some(info) = self.core.backing_info(t).map_err(|e| to_py(py, e))? else {
+            return Ok(None);
+        };
+        let d = PyDict::new(py);
+        d.set_item("path", info.path.to_string_lossy().into_owned())?;
+        d.set_item("pages", info.pages)?;
+        d.set_item("direct", info.direct)?;
+        d.set_item("disk_mbps", info.disk_mbps)?;
+        d.set_item("used_slots", info.used_slots)?;
+        Ok(Some(d))
+    }
+
+    /// Write back up to `max_pages` of the oldest entries now; returns how many.
+    #[pyo3(signature = (max_pages = 64))]
+    fn writeback(&self, py: Python<'_>, max_pages: i64) -> PyResult<usize> {
+        let n = max_pages;
+        let n = usize::try_from(n)
+            .map_err(|_| PyValueError::new_err(format!("max_pages must be >= 0, got {n}")))?;
+        py.detach(|| self.core.writeback(n))
+            .map_err(|e| to_py(py, e))
+    }
+
+    /// Whether the background shrinker runs (off by default, as the kernel's).
+    #[getter]
+    fn get_shrinker_enabled(&self) -> bool {
+        self.core.shrinker_age().is_some()
+    }
+
+    #[setter]
+    fn set_shrinker_enabled(&self, py: Python<'_>, on: bool) -> PyResult<()> {
+        if on {
+            let age = *self.shrinker_age.lock();
+            self.core.start_shrinker(age).map_err(|e| to_py(py, e))
+        } else {
+            py.detach(|| self.core.stop_shrinker());
+            Ok(())
+        }
+    }
+
+    /// Seconds an entry must sit unused before the shrinker writes it back.
+    #[getter]
+    fn get_shrinker_age(&self) -> f64 {
+        self.shrinker_age.lock().as_secs_f64()
+    }
+
+    #[setter]
+    fn set_shrinker_age(&self, py: Python<'_>, seconds: f64) -> PyResult<()> {
+        if !(seconds > 0.0 && seconds.is_finite()) {
+            return Err(exception(
+                py,
+                &CONFIG_ERROR,
+                "ConfigError",
+                (format!(
+                    "shrinker_age must be a positive number of seconds, got {seconds}"
+                ),),
+            ));
+        }
+        let age = Duration::from_secs_f64(seconds);
+        *self.shrinker_age.lock() = age;
+        if self.core.shrinker_age().is_some() {
+            self.core.start_shrinker(age).map_err(|e| to_py(py, e))?;
+        }
+        Ok(())
     }
 
     /// Drop every entry of `swap_type` and turn it off.
@@ -357,6 +590,63 @@ impl Zswap {
                 .map(|_| ())
                 .map_err(|e| to_py(py, e))
         })
+    }
+
+    /// Store `len(offsets)` pages given as one buffer; returns one
+    /// `StoreOutcome` per page. Every argument is checked before anything is
+    /// stored, and the GIL is released for the whole batch.
+    fn store_many<'py>(
+        &self,
+        py: Python<'py>,
+        swap_type: &Bound<'py, PyAny>,
+        offsets: &Bound<'py, PyAny>,
+        pages: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let t = self.swap_type(swap_type)?;
+        let offs = offsets_arg(offsets, t, self.core.area_pages(t))?;
+        let mut outcomes = Vec::new();
+        let result = if let Ok(bytes) = pages.cast::<PyBytes>() {
+            let data = bytes.as_bytes();
+            py.detach(|| self.core.store_many(t, &offs, data, &mut outcomes))
+        } else {
+            let buf = page_buffer(pages, "pages", false)?;
+            let view = BufferView::new(&buf);
+            py.detach(|| {
+                // SAFETY: see `BufferView`: the export is held by `buf` for
+                // the whole call, so the memory stays valid and in place.
+                let data = unsafe { view.as_slice() };
+                self.core.store_many(t, &offs, data, &mut outcomes)
+            })
+        };
+        // Pages stored before a fault stay stored; the error says which failed.
+        result.map_err(|e| to_py(py, e))?;
+        let list = PyList::empty(py);
+        for o in outcomes {
+            list.append(outcome(py, o)?)?;
+        }
+        Ok(list)
+    }
+
+    /// Load the pages at `offsets` into one writable buffer of
+    /// `len(offsets) * page_size` bytes, with the GIL released for the batch.
+    fn load_many(
+        &self,
+        py: Python<'_>,
+        swap_type: &Bound<'_, PyAny>,
+        offsets: &Bound<'_, PyAny>,
+        out: &Bound<'_, PyAny>,
+    ) -> PyResult<()> {
+        let t = self.swap_type(swap_type)?;
+        let offs = offsets_arg(offsets, t, self.core.area_pages(t))?;
+        let buf = page_buffer(out, "out", true)?;
+        let view = BufferView::new(&buf);
+        py.detach(|| {
+            // SAFETY: see `BufferView`; the buffer is writable (checked by
+            // `page_buffer`) and exported for the whole call.
+            let data = unsafe { view.as_mut_slice() };
+            self.core.load_many(t, &offs, data)
+        })
+        .map_err(|e| to_py(py, e))
     }
 
     /// Load into a writable buffer of exactly one page.
@@ -590,10 +880,91 @@ fn _compressors() -> Vec<(&'static str, bool, bool, String)> {
         .collect()
 }
 
+/// The dictionary size `train_dictionary` aims at by default: 32 KiB, eight
+/// pages: big enough for the structure pages share (allocator headers,
+/// pointer prefixes, common strings), small enough to stay in L2 cache next
+/// to the page being compressed. zstd's own default (110 KiB) is tuned for
+/// larger inputs.
+const DEFAULT_DICTIONARY_SIZE: usize = 32 << 10;
+
+/// Train a zstd dictionary of at most `size` bytes on sample pages: an
+/// iterable of page-sized bytes-likes, or one buffer of N pages.
+#[pyfunction]
+#[pyo3(signature = (pages, size = None, *, page_size = None),
+    text_signature = "(pages, size=32768, *, page_size=4096)")]
+fn train_dictionary<'py>(
+    py: Python<'py>,
+    pages: &Bound<'py, PyAny>,
+    size: Option<&Bound<'py, PyAny>>,
+    page_size: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let size = size.map_or(Ok(DEFAULT_DICTIONARY_SIZE as i64), |s| int_arg(s, "size"))?;
+    let size = usize::try_from(size)
+        .ok()
+        .filter(|s| *s >= compress::Zstd::MIN_DICTIONARY_SIZE)
+        .ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "size must be at least {} bytes, got {size}",
+                compress::Zstd::MIN_DICTIONARY_SIZE
+            ))
+        })?;
+    let page_size = page_size.map_or(Ok(4096), |p| int_arg(p, "page_size"))?;
+    let page_size = usize::try_from(page_size)
+        .ok()
+        .filter(|p| (512..=65536).contains(p) && p.is_power_of_two())
+        .ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "page_size must be a power of two in 512..=65536, got {page_size}"
+            ))
+        })?;
+    // Copy the samples into one buffer with the GIL held, train without it.
+    let mut data = Vec::new();
+    if pages.is_instance_of::<PyString>() {
+        return Err(PyTypeError::new_err(
+            "pages must be bytes-like pages or an iterable of them, not str",
+        ));
+    }
+    if let Ok(buf) = page_buffer(pages, "pages", false) {
+        data = buf.to_vec(py)?;
+        if data.is_empty() || data.len() % page_size != 0 {
+            return Err(PyValueError::new_err(format!(
+                "pages must be a whole number of page_size = {page_size} byte pages, got {} bytes",
+                data.len()
+            )));
+        }
+    } else {
+        let items = pages.try_iter().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "pages must be a bytes-like buffer of pages or an iterable of pages, not {}",
+                type_name(pages)
+            ))
+        })?;
+        for (i, item) in items.enumerate() {
+            let item = item?;
+            let buf = page_buffer(&item, &format!("pages[{i}]"), false)?;
+            if buf.len_bytes() != page_size {
+                return Err(PyValueError::new_err(format!(
+                    "pages[{i}] must be exactly page_size = {page_size} bytes, got {}",
+                    buf.len_bytes()
+                )));
+            }
+            data.extend_from_slice(&buf.to_vec(py)?);
+        }
+    }
+    let dict = py
+        .detach(|| {
+            let samples: Vec<&[u8]> = data.chunks(page_size).collect();
+            compress::train_dictionary(&samples, size)
+        })
+        .map_err(PyValueError::new_err)?;
+    Ok(PyBytes::new(py, &dict))
+}
+
 #[pymodule]
 fn _zswap_rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Zswap>()?;
     m.add_function(wrap_pyfunction!(_compressors, m)?)?;
+    m.add_function(wrap_pyfunction!(train_dictionary, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("MAX_SWAP_TYPES", MAX_SWAP_TYPES)?;
     Ok(())

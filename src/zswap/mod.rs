@@ -12,12 +12,23 @@
 //!
 //! Lock order, written once and kept everywhere:
 //!
+//! 0. `Zswap::shrink_lock` and `Zswap::swapon_lock` — held while areas
+//!    are locked one after another, never taken with an area lock held.
 //! 1. `Area::inner` — one mutex per swap type; several are taken only by
 //!    [`Zswap::compact`], always in ascending swap type.
 //! 2. the pool's per-size-class mutexes (inside [`Pool`]), taken while an
 //!    area lock is held, never the other way round.
 //! 3. `Zswap::compressor` (a read-write lock), taken alone, never while
 //!    holding 1 or 2.
+//!
+//! No lock is held across file I/O. A slot under I/O is *claimed* instead:
+//! its offset is on the area's `busy` list, other I/O on that slot waits
+//! (`Area::io_done`), and any change to the index at that offset while it is
+//! claimed marks the claim *stale*, so that the I/O's result is dropped
+//! rather than resurrecting an old page. That is the whole answer to the
+//! writeback races (load, store or invalidate of an offset while its entry is
+//! being written back): whoever changes the index last wins, and a slot is
+//! never written by two threads at once.
 //!
 //! Every pool object is allocated, read, written and freed with its owning
 //! area's lock held: that is what lets compaction, which holds all area locks,
@@ -28,11 +39,20 @@
 //! 2013 patches fixed the writeback-versus-invalidate race twice, and this
 //! file keeps to the rule that fixes it.
 
-use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, OnceLock};
+mod backed;
 
-use parking_lot::{Mutex, RwLock};
+pub use backed::BackingInfo;
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use crate::backing::{FileOptions, SlotTable, SwapFile};
 
 use crate::compress::{self, CompressError, Compressor, CompressorId};
 use crate::error::{Error, ErrorKind, Result};
@@ -164,6 +184,8 @@ struct Area {
     /// arguments before compressing, and checked again under it.
     pages: AtomicU64,
     inner: Mutex<AreaInner>,
+    /// Signalled whenever a slot claim is released.
+    io_done: Condvar,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,10 +197,40 @@ enum AreaState {
     SwappedOff,
 }
 
+/// Invariants: an offset is in the index or valid in `backing.slots`, never
+/// both; every claimed offset is on `busy` exactly once.
 struct AreaInner {
     state: AreaState,
     pages: u64,
     index: Index,
+    backing: Option<Backing>,
+    /// Offsets with file I/O in flight (claimed), rarely more than a few.
+    busy: Vec<Claim>,
+    /// LRU markers of the background shrinker, oldest first, with the time
+    /// each was pushed.
+    markers: VecDeque<(Instant, u32)>,
+}
+
+/// The file behind an area and what each of its slots holds.
+struct Backing {
+    file: Arc<SwapFile>,
+    slots: SlotTable,
+    /// Slots freed since their blocks were last given back.
+    freed: Vec<u32>,
+}
+
+/// Freed slots are given back to the filesystem in batches of this many:
+/// a hole punch costs about as much as a page write (100-400 us measured on
+/// ext4), so doing it per invalidate would spend on freeing what zswap saves
+/// on writing. The kernel likewise discards freed swap in batches.
+const DISCARD_BATCH: usize = 64;
+
+/// A slot under I/O. `superseded`: a newer page was put at this offset
+/// since the claim, so a write's outcome must not be recorded.
+#[derive(Clone, Copy, Debug)]
+struct Claim {
+    offset: u32,
+    superseded: bool,
 }
 
 impl Area {
@@ -189,8 +241,75 @@ impl Area {
                 state: AreaState::Unused,
                 pages: 0,
                 index: Index::new(),
+                backing: None,
+                busy: Vec::new(),
+                markers: VecDeque::new(),
             }),
+            io_done: Condvar::new(),
         }
+    }
+}
+
+impl AreaInner {
+    /// A newer page was put at `offset`: a write in flight there is stale.
+    fn mark_superseded(&mut self, offset: u32) {
+        for c in self.busy.iter_mut().filter(|c| c.offset == offset) {
+            c.superseded = true;
+        }
+    }
+
+    fn is_busy(&self, offset: u32) -> bool {
+        self.busy.iter().any(|c| c.offset == offset)
+    }
+
+    /// Claim `offset`, which must not be busy, for I/O.
+    fn claim(&mut self, offset: u32) {
+        debug_assert!(!self.is_busy(offset));
+        self.busy.push(Claim {
+            offset,
+            superseded: false,
+        });
+    }
+
+    /// Whether a newer page was put at the claimed `offset` since the claim.
+    fn is_superseded(&self, offset: u32) -> bool {
+        self.busy.iter().any(|c| c.offset == offset && c.superseded)
+    }
+
+    /// Release the claim on `offset`; returns whether a newer page was put
+    /// there meanwhile. The caller notifies `Area::io_done`.
+    fn release_claim(&mut self, offset: u32) -> bool {
+        let at = self
+            .busy
+            .iter()
+            .position(|c| c.offset == offset)
+            .expect("released a slot that was not claimed");
+        self.busy.swap_remove(at).superseded
+    }
+
+    /// Put an entry at `offset`, superseding what was there. Returns the
+    /// replaced entry and whether the file held a page there.
+    fn put(
+        &mut self,
+        offset: u32,
+        value: u64,
+        tag: u8,
+        on_lru: bool,
+    ) -> Result<(Option<EntryRef>, bool), crate::index::IndexFull> {
+        let old = self.index.insert_with(offset, value, tag, on_lru)?;
+        self.mark_superseded(offset);
+        let on_disk = self.backing.as_mut().is_some_and(|b| b.slots.clear(offset));
+        Ok((old, on_disk))
+    }
+
+    /// Take the entry at `offset` out of the index.
+    fn take(&mut self, offset: u32) -> Option<EntryRef> {
+        self.index.remove(offset)
+    }
+
+    /// Take `entry`, which is live, out of the index.
+    fn take_entry(&mut self, entry: EntryRef) {
+        self.index.remove_at(entry.id);
     }
 }
 
@@ -289,6 +408,15 @@ pub struct Zswap {
     /// threshold (the kernel's `zswap_pool_reached_full`).
     reached_full: AtomicBool,
     closed: AtomicBool,
+    /// One thread at a time writes back to make room; the others wait for
+    /// it and then find the room made.
+    shrink_lock: Mutex<()>,
+    /// Serialises `swapon`, so two areas cannot claim one file at once.
+    swapon_lock: Mutex<()>,
+    /// The area writeback starts from next (round robin over areas).
+    next_writeback: AtomicUsize,
+    /// The background shrinker, when running.
+    shrinker: Mutex<Option<backed::Shrinker>>,
 }
 
 impl std::fmt::Debug for Zswap {
@@ -346,6 +474,10 @@ impl Zswap {
             enabled: AtomicBool::new(true),
             reached_full: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            shrink_lock: Mutex::new(()),
+            swapon_lock: Mutex::new(()),
+            next_writeback: AtomicUsize::new(0),
+            shrinker: Mutex::new(None),
         };
         let _ = z.decoders[comp.id() as usize].set(comp);
         Ok(z)
@@ -446,19 +578,66 @@ impl Zswap {
     // --- areas ----------------------------------------------------------------
 
     /// Turn on a memory-only swap area of `pages` slots; returns its swap
-    /// type, the lowest one free.
+    /// type, the lowest one free. A page the pool does not take is refused
+    /// ([`StoreOutcome::Rejected`]): the caller keeps it.
     pub fn swapon(&self, pages: u64) -> Result<u32> {
+        self.swapon_area(None, pages)
+    }
+
+    /// Turn on a swap area of `pages` slots backed by the file (or block
+    /// device) at `path`, created sparse with mode 0600 if missing, never
+    /// followed through a symlink, and refused if another area uses it.
+    /// A page the pool does not take is written to its slot
+    /// ([`StoreOutcome::Swapped`]), and a full pool writes back its oldest
+    /// entries there.
+    pub fn swapon_file(&self, path: &Path, pages: u64, options: &FileOptions) -> Result<u32> {
+        self.swapon_area(Some((path, options)), pages)
+    }
+
+    fn swapon_area(&self, file: Option<(&Path, &FileOptions)>, pages: u64) -> Result<u32> {
         self.check_open()?;
         if pages == 0 || pages > MAX_AREA_PAGES {
             return Err(Error::invalid(format!(
                 "pages must be in 1..={MAX_AREA_PAGES}, got {pages}"
             )));
         }
+        let _serial = self.swapon_lock.lock();
+        let backing = match file {
+            None => None,
+            Some((path, options)) => {
+                let f = SwapFile::open(path, pages, self.page_size, options).map_err(|e| {
+                    Error::io(
+                        ErrorKind::Backing,
+                        format!("cannot open swap file {}", path.display()),
+                        e,
+                    )
+                })?;
+                for (t, area) in self.areas.iter().enumerate() {
+                    let inner = area.inner.lock();
+                    let same = inner
+                        .backing
+                        .as_ref()
+                        .is_some_and(|b| b.file.identity() == f.identity());
+                    if same && inner.state == AreaState::On {
+                        return Err(Error::invalid(format!(
+                            "{} is already the swap file of swap type {t}",
+                            path.display()
+                        )));
+                    }
+                }
+                Some(Backing {
+                    file: Arc::new(f),
+                    slots: SlotTable::new(pages),
+                    freed: Vec::new(),
+                })
+            }
+        };
         for (t, area) in self.areas.iter().enumerate() {
             let mut inner = area.inner.lock();
             if inner.state != AreaState::On {
                 inner.state = AreaState::On;
                 inner.pages = pages;
+                inner.backing = backing;
                 area.pages.store(pages, Relaxed);
                 return Ok(t as u32);
             }
@@ -467,6 +646,24 @@ impl Zswap {
             ErrorKind::InvalidArgument,
             format!("all {MAX_SWAP_TYPES} swap types are in use: swapoff() one first"),
         ))
+    }
+
+    /// The backing file of `swap_type`: its path, whether `O_DIRECT` is in
+    /// effect, its pacing, and how many slots hold a page.
+    pub fn backing_info(&self, swap_type: u32) -> Result<Option<BackingInfo>> {
+        self.check_open()?;
+        let area = self.area(swap_type)?;
+        let inner = area.inner.lock();
+        if inner.state != AreaState::On {
+            return Err(self.not_on(swap_type, inner.state));
+        }
+        Ok(inner.backing.as_ref().map(|b| BackingInfo {
+            path: b.file.path().to_path_buf(),
+            pages: b.file.pages(),
+            direct: b.file.is_direct(),
+            disk_mbps: b.file.disk_mbps(),
+            used_slots: b.slots.used(),
+        }))
     }
 
     /// Slots of `swap_type`, if it is on.
@@ -484,16 +681,28 @@ impl Zswap {
         if inner.state != AreaState::On {
             return Err(self.not_on(swap_type, inner.state));
         }
-        self.drop_all(&mut inner);
-        inner.state = AreaState::SwappedOff;
-        inner.pages = 0;
-        area.pages.store(0, Relaxed);
+        self.turn_off(area, &mut inner, AreaState::SwappedOff);
         Ok(())
     }
 
-    fn drop_all(&self, inner: &mut AreaInner) {
-        let AreaInner { index, .. } = inner;
+    /// Stop an area: no new call gets in, I/O in flight finishes (and finds
+    /// the area off), every entry is dropped, the file is closed.
+    fn turn_off(
+        &self,
+        area: &Area,
+        inner: &mut parking_lot::MutexGuard<'_, AreaInner>,
+        state: AreaState,
+    ) {
+        inner.state = state;
+        inner.pages = 0;
+        area.pages.store(0, Relaxed);
+        while !inner.busy.is_empty() {
+            area.io_done.wait(inner);
+        }
+        let AreaInner { index, .. } = &mut **inner;
         index.drain(|e| self.release(e));
+        inner.markers.clear();
+        inner.backing = None;
     }
 
     /// Free what `entry`, just taken out of its index, held and adjust the
@@ -513,14 +722,14 @@ impl Zswap {
     /// with [`ErrorKind::Closed`]. Closing twice is allowed.
     pub fn close(&self) {
         self.closed.store(true, Relaxed);
+        self.stop_shrinker();
         for area in self.areas.iter() {
             let mut inner = area.inner.lock();
-            self.drop_all(&mut inner);
-            if inner.state == AreaState::On {
-                inner.state = AreaState::SwappedOff;
-            }
-            inner.pages = 0;
-            area.pages.store(0, Relaxed);
+            let state = match inner.state {
+                AreaState::On => AreaState::SwappedOff,
+                other => other,
+            };
+            self.turn_off(area, &mut inner, state);
         }
     }
 
@@ -532,109 +741,122 @@ impl Zswap {
     // --- store ----------------------------------------------------------------
 
     /// Store `page` at `(swap_type, offset)`, replacing whatever was there.
+    ///
+    /// A page the pool does not take (zswap disabled, poor compression, no
+    /// room) goes to the area's file if it has one (`Swapped`), or back to
+    /// the caller (`Rejected`); either way the old page at `offset` is gone,
+    /// since it is stale. An error (bad argument, file I/O fault) leaves the
+    /// cache as it was.
     pub fn store(&self, swap_type: u32, offset: u64, page: &[u8]) -> Result<StoreOutcome> {
         let area = self.check_slot(swap_type, offset)?;
         self.check_page("page", page.len())?;
+        let off = offset as u32;
         if !self.enabled.load(Relaxed) {
-            return self.refuse(swap_type, area, offset, Reject::Disabled);
+            return self.not_taken(swap_type, area, off, page, Reject::Disabled);
         }
         if self.same_filled.load(Relaxed) {
             if let Some(word) = same_filled_word(page) {
                 let mut inner = self.lock_slot(swap_type, area, offset)?;
-                return match inner.index.insert(offset as u32, word, TAG_SAME_FILLED) {
-                    Ok(old) => {
-                        self.stats.stored_pages.fetch_add(1, Relaxed);
-                        self.stats.same_filled_pages.fetch_add(1, Relaxed);
-                        if let Some(old) = old {
-                            self.replaced(old);
-                        }
-                        Stats::inc(&self.stats.zswpout);
-                        Ok(StoreOutcome::SameFilled)
-                    }
-                    Err(_) => {
-                        Stats::inc(&self.stats.reject_alloc_fail);
-                        self.drop_stale(&mut inner, offset);
-                        Ok(StoreOutcome::Rejected(Reject::AllocFail))
-                    }
-                };
+                // Same-filled entries cost the pool nothing: keep them off
+                // the LRU so that writeback never spends a disk write on one.
+                if let Ok((old, on_disk)) = inner.put(off, word, TAG_SAME_FILLED, false) {
+                    self.stats.stored_pages.fetch_add(1, Relaxed);
+                    self.stats.same_filled_pages.fetch_add(1, Relaxed);
+                    self.superseded(old, on_disk);
+                    Stats::inc(&self.stats.zswpout);
+                    return Ok(StoreOutcome::SameFilled);
+                }
+                drop(inner);
+                Stats::inc(&self.stats.reject_alloc_fail);
+                return self.not_taken(swap_type, area, off, page, Reject::AllocFail);
             }
         }
         if self.pool_is_full() {
             Stats::inc(&self.stats.pool_limit_hit);
-            // No backing file, so nothing can be written back to make room.
-            Stats::inc(&self.stats.reject_reclaim_fail);
-            return self.refuse(swap_type, area, offset, Reject::ReclaimFail);
+            match self.make_room() {
+                Ok(true) => {}
+                Ok(false) => {
+                    Stats::inc(&self.stats.reject_reclaim_fail);
+                    return self.not_taken(swap_type, area, off, page, Reject::ReclaimFail);
+                }
+                Err(e) => {
+                    Stats::inc(&self.stats.reject_reclaim_fail);
+                    return Err(e);
+                }
+            }
         }
         let comp = self.compressor.read().clone();
         let max_len = self.page_size * self.max_compression_ratio.load(Relaxed) as usize / 100;
         // Room for the worst case of any compressor, as the kernel's 2-page
         // buffer: most compressors refuse a shorter one, and finishing a poor
         // page costs less than a slow path for it.
-        with_scratch(2 * self.page_size, |buf| {
+        let stored = with_scratch(2 * self.page_size, |buf| {
             let len = match comp.compress(page, buf) {
                 Ok(len) if len <= max_len => len,
                 Ok(_) | Err(CompressError::DoesNotFit) => {
                     Stats::inc(&self.stats.reject_compress_poor);
-                    return self.refuse(swap_type, area, offset, Reject::CompressPoor);
+                    return Ok(Err(Reject::CompressPoor));
                 }
                 Err(CompressError::Failed(_)) => {
                     Stats::inc(&self.stats.reject_compress_fail);
-                    return self.refuse(swap_type, area, offset, Reject::CompressFail);
+                    return Ok(Err(Reject::CompressFail));
                 }
             };
             let mut inner = self.lock_slot(swap_type, area, offset)?;
             let Ok(handle) = self.pool.alloc_write(&buf[..len]) else {
                 Stats::inc(&self.stats.reject_alloc_fail);
-                self.drop_stale(&mut inner, offset);
-                return Ok(StoreOutcome::Rejected(Reject::AllocFail));
+                return Ok(Err(Reject::AllocFail));
             };
-            match inner
-                .index
-                .insert(offset as u32, pack(handle, len), comp.id() as u8)
-            {
-                Ok(old) => {
+            match inner.put(off, pack(handle, len), comp.id() as u8, true) {
+                Ok((old, on_disk)) => {
                     self.stats.stored_pages.fetch_add(1, Relaxed);
                     self.stats.compr_data_size.fetch_add(len as u64, Relaxed);
-                    if let Some(old) = old {
-                        self.replaced(old);
-                    }
+                    self.superseded(old, on_disk);
                     Stats::inc(&self.stats.zswpout);
-                    Ok(StoreOutcome::Stored)
+                    Ok(Ok(()))
                 }
                 Err(_) => {
                     self.pool.free(handle);
                     Stats::inc(&self.stats.reject_alloc_fail);
-                    self.drop_stale(&mut inner, offset);
-                    Ok(StoreOutcome::Rejected(Reject::AllocFail))
+                    Ok(Err(Reject::AllocFail))
                 }
             }
-        })
+        })?;
+        match stored {
+            Ok(()) => Ok(StoreOutcome::Stored),
+            Err(why) => self.not_taken(swap_type, area, off, page, why),
+        }
     }
 
-    /// A store replaced `old` (already out of the index): count it, free it.
-    fn replaced(&self, old: EntryRef) {
-        Stats::inc(&self.stats.duplicate_entry);
-        self.release(old);
+    /// A store replaced `old` (already out of the index) and/or a page in
+    /// the file: count it, free it.
+    fn superseded(&self, old: Option<EntryRef>, on_disk: bool) {
+        if old.is_some() || on_disk {
+            Stats::inc(&self.stats.duplicate_entry);
+        }
+        if let Some(old) = old {
+            self.release(old);
+        }
     }
 
-    /// The page is not taken: drop the stale entry at `offset`, if any, since
-    /// the caller now holds a newer page for that slot.
-    fn refuse(
+    /// The pool did not take the page: write it to the area's file, or, with
+    /// no file, give it back to the caller. The stale page at `offset` goes.
+    fn not_taken(
         &self,
         swap_type: u32,
         area: &Area,
-        offset: u64,
+        offset: u32,
+        page: &[u8],
         why: Reject,
     ) -> Result<StoreOutcome> {
-        let mut inner = self.lock_slot(swap_type, area, offset)?;
-        self.drop_stale(&mut inner, offset);
-        Ok(StoreOutcome::Rejected(why))
-    }
-
-    fn drop_stale(&self, inner: &mut AreaInner, offset: u64) {
-        if let Some(old) = inner.index.remove(offset as u32) {
-            self.replaced(old);
+        let mut inner = self.lock_slot(swap_type, area, u64::from(offset))?;
+        if inner.backing.is_some() {
+            drop(inner);
+            return self.swap_out(swap_type, area, offset, page);
         }
+        let old = inner.take(offset);
+        self.superseded(old, false);
+        Ok(StoreOutcome::Rejected(why))
     }
 
     /// Whether the pool is at its limit, with the kernel's hysteresis: once
@@ -660,24 +882,52 @@ impl Zswap {
 
     // --- load -----------------------------------------------------------------
 
-    /// Copy the page stored at `(swap_type, offset)` into `out` (one page).
+    /// Copy the page stored at `(swap_type, offset)` into `out` (one page),
+    /// from the pool or from the area's file.
     pub fn load_into(&self, swap_type: u32, offset: u64, out: &mut [u8]) -> Result<LoadSource> {
         let area = self.check_slot(swap_type, offset)?;
         self.check_page("buffer", out.len())?;
+        let off = offset as u32;
         let exclusive = self.exclusive_loads.load(Relaxed);
         let mut inner = self.lock_slot(swap_type, area, offset)?;
-        let Some(entry) = inner.index.get(offset as u32) else {
-            return Err(Error::new(
-                ErrorKind::NotFound { swap_type, offset },
-                format!("nothing is stored at swap type {swap_type}, offset {offset}"),
-            ));
-        };
+        loop {
+            if let Some(entry) = inner.index.get(off) {
+                return self.load_entry(swap_type, area, inner, entry, exclusive, out);
+            }
+            let Some(crc) = inner.backing.as_ref().and_then(|b| b.slots.get(off)) else {
+                return Err(Error::new(
+                    ErrorKind::NotFound { swap_type, offset },
+                    format!("nothing is stored at swap type {swap_type}, offset {offset}"),
+                ));
+            };
+            if !inner.is_busy(off) {
+                return self.load_from_file(swap_type, area, inner, off, crc, out);
+            }
+            // Another thread is writing or reading this slot: wait, then
+            // look again, since what the offset holds may have changed.
+            area.io_done.wait(&mut inner);
+            if inner.state != AreaState::On {
+                return Err(self.not_on(swap_type, inner.state));
+            }
+        }
+    }
+
+    /// Serve `entry` from the pool. Called with the area lock held; the
+    /// compressed bytes are copied out under it and decompressed outside.
+    fn load_entry(
+        &self,
+        swap_type: u32,
+        area: &Area,
+        mut inner: parking_lot::MutexGuard<'_, AreaInner>,
+        entry: EntryRef,
+        exclusive: bool,
+        out: &mut [u8],
+    ) -> Result<LoadSource> {
+        let offset = u64::from(entry.key);
         if entry.tag == TAG_SAME_FILLED {
             if exclusive {
-                inner.index.remove_at(entry.id);
+                inner.take_entry(entry);
                 self.release(entry);
-            } else {
-                inner.index.touch(entry.id);
             }
             drop(inner);
             fill_page(out, entry.value);
@@ -689,7 +939,7 @@ impl Zswap {
             self.pool.read(handle, buf);
             if exclusive {
                 // The compressed bytes are in `buf` now; the object can go.
-                inner.index.remove_at(entry.id);
+                inner.take_entry(entry);
                 self.release(entry);
             } else {
                 inner.index.touch(entry.id);
@@ -718,15 +968,16 @@ impl Zswap {
         let Ok(mut inner) = self.lock_slot(swap_type, area, offset) else {
             return;
         };
-        if inner.index.get(offset as u32).is_some() {
+        let off = offset as u32;
+        let on_disk = inner
+            .backing
+            .as_ref()
+            .is_some_and(|b| b.slots.get(off).is_some());
+        if inner.index.get(off).is_some() || on_disk {
             return;
         }
         if let Ok(handle) = self.pool.alloc_write(bytes) {
-            if inner
-                .index
-                .insert(offset as u32, pack(handle, bytes.len()), tag)
-                .is_ok()
-            {
+            if inner.put(off, pack(handle, bytes.len()), tag, true).is_ok() {
                 self.stats.stored_pages.fetch_add(1, Relaxed);
                 self.stats
                     .compr_data_size
@@ -748,6 +999,70 @@ impl Zswap {
         decoder.decompress(src, out).map_err(|e| e.to_string())
     }
 
+    /// Check a batch before any of it is done: `buf` must be exactly
+    /// `offsets.len()` pages and every offset in range. The error names the
+    /// first bad element's index.
+    fn check_batch(
+        &self,
+        swap_type: u32,
+        offsets: &[u64],
+        buf_name: &str,
+        buf_len: usize,
+    ) -> Result<&Area> {
+        self.check_open()?;
+        let area = self.area(swap_type)?;
+        let want = offsets.len() * self.page_size;
+        if buf_len != want {
+            return Err(Error::invalid(format!(
+                "{buf_name} must be len(offsets) * page_size = {} * {} = {want} bytes, got {buf_len}",
+                offsets.len(),
+                self.page_size
+            )));
+        }
+        let pages = area.pages.load(Relaxed);
+        if pages == 0 {
+            return Err(self.not_on(swap_type, area.inner.lock().state));
+        }
+        if let Some((i, o)) = offsets.iter().enumerate().find(|(_, &o)| o >= pages) {
+            return Err(Error::invalid(format!(
+                "offsets[{i}] = {o} is out of range for swap type {swap_type}: 0..{pages}"
+            )));
+        }
+        Ok(area)
+    }
+
+    /// Store `offsets.len()` pages given as one buffer, page `i` at
+    /// `offsets[i]`; outcomes go to `outcomes` (cleared first). Every
+    /// argument is checked before anything is stored. A file fault stops the
+    /// batch with an error; the pages before it stay stored (`outcomes`
+    /// says which), the page that failed stays as it was.
+    pub fn store_many(
+        &self,
+        swap_type: u32,
+        offsets: &[u64],
+        pages: &[u8],
+        outcomes: &mut Vec<StoreOutcome>,
+    ) -> Result<()> {
+        self.check_batch(swap_type, offsets, "pages", pages.len())?;
+        outcomes.clear();
+        outcomes.reserve(offsets.len());
+        for (&o, page) in offsets.iter().zip(pages.chunks_exact(self.page_size)) {
+            outcomes.push(self.store(swap_type, o, page)?);
+        }
+        Ok(())
+    }
+
+    /// Load the pages at `offsets` into one buffer, page `i` from
+    /// `offsets[i]`. Every argument is checked first; a missing page fails
+    /// the call with [`ErrorKind::NotFound`] naming it.
+    pub fn load_many(&self, swap_type: u32, offsets: &[u64], out: &mut [u8]) -> Result<()> {
+        self.check_batch(swap_type, offsets, "out", out.len())?;
+        for (&o, page) in offsets.iter().zip(out.chunks_exact_mut(self.page_size)) {
+            self.load_into(swap_type, o, page)?;
+        }
+        Ok(())
+    }
+
     /// The page stored at `(swap_type, offset)`, as a new buffer.
     pub fn load(&self, swap_type: u32, offset: u64) -> Result<Vec<u8>> {
         let mut out = vec![0u8; self.page_size];
@@ -755,17 +1070,25 @@ impl Zswap {
         Ok(out)
     }
 
-    /// Drop the page at `(swap_type, offset)`; returns whether one was there.
+    /// Drop the page at `(swap_type, offset)`, in the pool or in the file
+    /// (whose blocks are given back); returns whether one was there.
     pub fn invalidate(&self, swap_type: u32, offset: u64) -> Result<bool> {
         let area = self.check_slot(swap_type, offset)?;
+        let off = offset as u32;
         let mut inner = self.lock_slot(swap_type, area, offset)?;
-        match inner.index.remove(offset as u32) {
-            Some(entry) => {
-                self.release(entry);
-                Ok(true)
-            }
-            None => Ok(false),
+        let old = inner.take(off);
+        let on_disk = inner.backing.as_mut().is_some_and(|b| b.slots.clear(off));
+        if let Some(entry) = old {
+            self.release(entry);
         }
+        if on_disk {
+            let b = inner.backing.as_mut().expect("on disk implies a file");
+            b.freed.push(off);
+            if b.freed.len() >= DISCARD_BATCH {
+                self.discard(area, inner);
+            }
+        }
+        Ok(old.is_some() || on_disk)
     }
 
     // --- pool -----------------------------------------------------------------

@@ -1,0 +1,282 @@
+"""Swap areas on real files from Python: outcomes, writeback, and faults that lose nothing.
+
+The fault tests use real full filesystems, not mocks: a small tmpfs mounted for
+the test (ENOSPC; needs root, which CI has) and RLIMIT_FSIZE in a child process
+(EFBIG).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import zswap_rs
+from zswap_rs import StoreOutcome, Zswap
+
+PAGE = 4096
+
+
+def text_page(seed: int) -> bytes:
+    rng = random.Random(seed)
+    words = [b"swap ", b"page ", b"zswap ", b"pool ", b"tree ", b"lru "]
+    out = bytearray(f"<{seed}>".encode())
+    while len(out) < PAGE:
+        out += rng.choice(words)
+    return bytes(out[:PAGE])
+
+
+def noise_page(seed: int) -> bytes:
+    return random.Random(seed).randbytes(PAGE)
+
+
+@pytest.fixture
+def swapdir() -> Iterator[Path]:
+    # /var/tmp: a real filesystem where O_DIRECT works (tmpfs refuses it).
+    d = Path("/var/tmp") / f"zswap-rs-pytest-{os.getpid()}-{time.monotonic_ns()}"
+    d.mkdir(parents=True)
+    yield d
+    for f in d.iterdir():
+        f.unlink()
+    d.rmdir()
+
+
+def test_swapped_pages_come_back_from_the_file(swapdir: Path) -> None:
+    with Zswap(max_pool_bytes=64 << 20) as z:
+        t = z.swapon(swapdir / "swap", pages=100)
+        info = z.backing_info(t)
+        assert info is not None
+        assert info["path"] == str(swapdir / "swap") and info["pages"] == 100
+        assert info["direct"] is True
+        assert (swapdir / "swap").stat().st_mode & 0o777 == 0o600
+        assert z.store(t, 1, noise_page(1)) is StoreOutcome.SWAPPED
+        assert z.store(t, 2, text_page(2)) is StoreOutcome.STORED
+        assert z.load(t, 1) == noise_page(1)
+        assert z.load(t, 2) == text_page(2)
+        s = z.stats()
+        assert (s["pswpout"], s["pswpin"], s["zswpout"], s["zswpin"]) == (1, 1, 1, 1)
+        assert z.invalidate(t, 1) is True
+        with pytest.raises(KeyError):
+            z.load(t, 1)
+        assert z.backing_info(None if False else t)["used_slots"] == 0  # type: ignore[index]
+        assert z.backing_info(z.swapon(None, pages=4)) is None
+
+
+def test_full_pool_writes_back_instead_of_rejecting(swapdir: Path) -> None:
+    with Zswap(max_pool_bytes=256 << 10) as z:
+        t = z.swapon(str(swapdir / "swap"), pages=2000)
+        outcomes = [z.store(t, i, text_page(i)) for i in range(1500)]
+        assert set(outcomes) == {StoreOutcome.STORED}
+        s = z.stats()
+        assert s["written_back_pages"] > 0 and s["zswpwb"] == s["written_back_pages"]
+        assert s["reject_reclaim_fail"] == 0
+        for i in range(1500):
+            assert z.load(t, i) == text_page(i)
+        assert z.writeback(max_pages=5) == 5
+
+
+def test_file_errors_are_typed(swapdir: Path) -> None:
+    with Zswap() as z:
+        target = swapdir / "target"
+        target.write_bytes(b"keep me")
+        (swapdir / "link").symlink_to(target)
+        with pytest.raises(zswap_rs.BackingStoreError) as e:
+            z.swapon(swapdir / "link", pages=10)
+        assert e.value.errno == errno.ELOOP
+        assert isinstance(e.value, OSError)
+        assert target.read_bytes() == b"keep me"
+        with pytest.raises(zswap_rs.BackingStoreError) as e:
+            z.swapon(swapdir / "missing" / "swap", pages=10)
+        assert e.value.errno == errno.ENOENT
+        z.swapon(swapdir / "swap", pages=10)
+        with pytest.raises(ValueError, match="already the swap file"):
+            z.swapon(swapdir / "swap", pages=10)
+        with pytest.raises(TypeError, match="path"):
+            z.swapon(3.5, pages=10)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="disk_mbps"):
+            z.swapon(swapdir / "other", pages=10, disk_mbps=-1)
+
+
+@pytest.fixture
+def full_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB tmpfs: a real filesystem that fills up."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_enospc_on_swap_out_loses_nothing(full_fs: Path) -> None:
+    with Zswap(max_pool_bytes=64 << 20) as z:
+        t = z.swapon(full_fs / "swap", pages=1000)
+        assert z.store(t, 999, text_page(999)) is StoreOutcome.STORED
+        z.enabled = False  # every store now goes to the file
+        swapped = []
+        with pytest.raises(zswap_rs.BackingStoreError) as e:
+            for i in range(200):
+                z.store(t, i, noise_page(i))
+                swapped.append(i)
+        assert e.value.errno == errno.ENOSPC
+        assert 10 < len(swapped) < 200
+        # The store that failed changed nothing; an older page stays readable.
+        with pytest.raises(KeyError):
+            z.load(t, len(swapped))
+        with pytest.raises(zswap_rs.BackingStoreError):
+            z.store(t, 999, noise_page(5))
+        assert z.load(t, 999) == text_page(999)
+        for i in swapped:
+            assert z.load(t, i) == noise_page(i)
+        # Freeing slots gives the space back.
+        for i in swapped[:8]:
+            z.invalidate(t, i)
+        assert z.store(t, 500, noise_page(500)) is StoreOutcome.SWAPPED
+
+
+def test_enospc_during_writeback_keeps_pages_in_the_pool(full_fs: Path) -> None:
+    with Zswap(max_pool_bytes=192 << 10) as z:
+        t = z.swapon(full_fs / "swap", pages=4000)
+        z.enabled = False
+        filler = 0
+        with pytest.raises(zswap_rs.BackingStoreError):
+            for filler in range(3000, 4000):  # noqa: B007 - the last value is used below
+                z.store(t, filler, noise_page(filler))
+        z.enabled = True
+        stored = []
+        with pytest.raises(zswap_rs.BackingStoreError) as e:
+            for i in range(3000):
+                assert z.store(t, i, text_page(i)) is StoreOutcome.STORED
+                stored.append(i)
+        assert e.value.errno == errno.ENOSPC
+        assert stored, "the pool took pages before it filled"
+        assert z.stats()["reject_reclaim_fail"] >= 1
+        for i in stored:
+            assert z.load(t, i) == text_page(i)
+        for i in range(3000, filler):
+            assert z.load(t, i) == noise_page(i)
+
+
+def test_file_size_limit_raises_efbig_and_loses_nothing(swapdir: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import errno, random, resource, signal, zswap_rs
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
+        z = zswap_rs.Zswap()
+        t = z.swapon({str(swapdir / "swap")!r}, pages=256)
+        page = lambda i: random.Random(i).randbytes(4096)
+        z.enabled = False
+        z.store(t, 2, page(2))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 4096, 64 * 4096))
+        try:
+            z.store(t, 100, page(100))
+        except zswap_rs.BackingStoreError as e:
+            assert e.errno == errno.EFBIG, e
+        else:
+            raise SystemExit("no error past RLIMIT_FSIZE")
+        assert z.load(t, 2) == page(2)
+        try:
+            z.load(t, 100)
+        except KeyError:
+            pass
+        else:
+            raise SystemExit("a failed store left a page behind")
+        print("ok")
+        """
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "ok"
+
+
+def test_threads_with_writeback_keep_every_page(swapdir: Path) -> None:
+    with Zswap(max_pool_bytes=128 << 10) as z:
+        t = z.swapon(swapdir / "swap", pages=4 * 64)
+        errors: list[BaseException] = []
+
+        def owner(n: int) -> None:
+            try:
+                offs = range(n * 64, (n + 1) * 64)
+                for version in range(5):
+                    for o in offs:
+                        page = text_page(o * 10 + version)
+                        z.store(t, o, page)
+                        assert z.load(t, o) == page
+                for o in offs:
+                    assert z.load(t, o) == text_page(o * 10 + 4)
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        def flusher(stop: threading.Event) -> None:
+            while not stop.is_set():
+                z.writeback(max_pages=8)
+
+        stop = threading.Event()
+        f = threading.Thread(target=flusher, args=(stop,))
+        f.start()
+        owners = [threading.Thread(target=owner, args=(n,)) for n in range(4)]
+        for w in owners:
+            w.start()
+        for w in owners:
+            w.join()
+        stop.set()
+        f.join()
+        assert not errors, errors
+        assert z.stats()["written_back_pages"] > 0
+
+
+def test_shrinker_is_off_by_default_and_can_be_turned_on(swapdir: Path) -> None:
+    with Zswap() as z:
+        assert z.shrinker_enabled is False
+        t = z.swapon(swapdir / "swap", pages=64)
+        for i in range(32):
+            z.store(t, i, text_page(i))
+        z.shrinker_age = 0.05
+        z.shrinker_enabled = True
+        deadline = time.monotonic() + 20
+        while z.stats()["written_back_pages"] < 32 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert z.stats()["written_back_pages"] == 32
+        z.shrinker_enabled = False
+        assert z.shrinker_enabled is False
+        for i in range(32):
+            assert z.load(t, i) == text_page(i)
+        with pytest.raises(zswap_rs.ConfigError):
+            z.shrinker_age = 0
+
+
+def test_a_block_device_works_too(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("attaching a loop device needs root (CI runs as root)")
+    image = tmp_path / "disk.img"
+    image.write_bytes(bytes(256 * PAGE))
+    attach = subprocess.run(
+        ["losetup", "--find", "--show", str(image)], capture_output=True, text=True
+    )
+    if attach.returncode != 0:
+        pytest.skip(f"no loop device here: {attach.stderr.strip()}")
+    dev = attach.stdout.strip()
+    try:
+        with Zswap() as z:
+            with pytest.raises(zswap_rs.BackingStoreError) as e:
+                z.swapon(dev, pages=257)  # larger than the device
+            assert e.value.errno == errno.EINVAL
+            t = z.swapon(dev, pages=256)
+            z.enabled = False
+            assert z.store(t, 255, noise_page(255)) is StoreOutcome.SWAPPED
+            assert z.load(t, 255) == noise_page(255)
+            assert z.invalidate(t, 255) is True
+    finally:
+        subprocess.run(["losetup", "-d", dev], check=False)
