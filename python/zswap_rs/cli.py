@@ -6,7 +6,11 @@ itself), runs them through a fresh `zswap_rs.Zswap` per compressor, loads
 every page back and checks it, and reports what zswap makes of them:
 same-filled share, compression ratio, rejects, pool bytes against compressed
 bytes (the allocator's overhead), and the cost per page to store and to load.
-`zswap-rs info` says which compressors this machine has and why not the rest.
+`zswap-rs simulate` replays the 2013 kernel-build experiment: a make -jN-like
+workload on real pages through a RAM budget, with and without zswap in front
+of a real swap file, and tabulates swap I/O, runtime and CPU per N (the model
+is in `_simulate`). `zswap-rs info` says which compressors this machine has
+and why not the rest.
 
 Why real pages: compression ratio and the same-filled share decide whether
 zswap pays off, and both depend wholly on the data. Random or synthetic pages
@@ -43,7 +47,7 @@ from itertools import repeat
 from types import ModuleType
 from typing import IO, Any, TextIO
 
-from . import _procmem, _workload
+from . import _procmem, _simulate, _workload
 
 __all__ = ["CompressorResult", "main"]
 
@@ -97,9 +101,12 @@ class Progress:
     WIDTH = 30
     INTERVAL = 0.1
 
-    def __init__(self, label: str, total: int, stream: TextIO | None = None) -> None:
+    def __init__(
+        self, label: str, total: int, stream: TextIO | None = None, unit: str = "pages"
+    ) -> None:
         self.label = label
         self.total = total
+        self.unit = unit
         self.stream = stream if stream is not None else sys.stderr
         self.enabled = _isatty(self.stream)
         self._last_draw = 0.0
@@ -116,7 +123,7 @@ class Progress:
         filled = int(frac * self.WIDTH)
         line = (
             f"\r{self.label} [{'#' * filled}{'.' * (self.WIDTH - filled)}] "
-            f"{frac * 100:3.0f}% {done}/{self.total} pages"
+            f"{frac * 100:3.0f}% {done}/{self.total} {self.unit}"
         )
         self.stream.write(line)
         self.stream.flush()
@@ -596,6 +603,90 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------
+# simulate
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        raise CliError("--plot needs matplotlib: pip install matplotlib")
+    zswap_rs = _zswap()
+    compressor = _check_compressors(zswap_rs, [args.compressor])[0]
+    config = _simulate.Config(
+        jobs=args.jobs,
+        ram_mb=args.ram_mb,
+        files=args.files,
+        compressor=compressor,
+        max_pool_percent=args.max_pool_percent,
+        disk_mbps=args.disk_mbps,
+        seed=args.seed,
+        page_size=PAGE_SIZE,
+        swap_dir=args.swap_dir,
+    )
+    try:
+        config.check()
+        source, pages, _ = _collect(args)
+        if not pages:
+            raise CliError(f"{describe_source(source)} holds no pages")
+        _note(f"read {len(pages)} pages ({_human_bytes(len(pages) * PAGE_SIZE)})")
+        with contextlib.ExitStack() as stack:
+            log = None
+            if args.budget_log:
+                try:
+                    log = stack.enter_context(open(args.budget_log, "w", encoding="utf-8"))
+                except OSError as e:
+                    raise CliError(f"cannot write {args.budget_log}: {e.strerror}") from None
+            sim = _simulate.simulate(
+                zswap_rs,
+                config,
+                pages,
+                source,
+                progress=lambda label, total: Progress(label, total, unit="steps"),
+                log=log,
+            )
+    except _simulate.SimulateError as e:
+        raise CliError(str(e), e.code) from None
+    except (zswap_rs.ZswapError, ValueError, KeyError) as e:
+        raise CliError(f"BUG: simulate failed: {type(e).__name__}: {e}", EXIT_FAILURE) from e
+
+    if args.json:
+        print(json.dumps({"zswap_rs_version": _version(), **sim.to_json()}, indent=2))
+    else:
+        print(
+            f"{describe_source(source)}: {len(pages)} pages of {PAGE_SIZE} bytes "
+            f"({_human_bytes(len(pages) * PAGE_SIZE)})"
+        )
+        print(_simulate.describe(sim))
+        print()
+        print("swap I/O (pages)")
+        print(format_table(_simulate.IO_COLUMNS, _simulate.io_table(sim), left=0))
+        print()
+        print("time (seconds)")
+        print(format_table(_simulate.TIME_COLUMNS, _simulate.time_table(sim), left=0))
+    sys.stdout.flush()
+
+    if args.plot:
+        c = sim.config
+        title = (
+            f"{c.ram_mb} MiB budget, {c.compressor}, pool {c.max_pool_percent}%, "
+            f"disk {f'{c.disk_mbps:g} MB/s' if c.disk_mbps else 'unpaced'}"
+        )
+        try:
+            _simulate.plot(sim, args.plot, title)
+        except OSError as e:
+            raise CliError(f"cannot write {args.plot}: {e.strerror}") from None
+        _note(f"wrote {args.plot}")
+
+    if sim.mismatched_pages:
+        print(
+            f"zswap-rs: error: BUG: {sim.mismatched_pages} pages swapped in differ from "
+            "what was swapped out (CRC32). This is a bug in zswap-rs: please report it.",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------
 # info
 
 
@@ -672,10 +763,40 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _job_list(text: str) -> tuple[int, ...]:
+    """ "8,12,16" -> (8, 12, 16): job counts, sorted, each once."""
+    jobs = set()
+    for item in text.split(","):
+        if not item.strip():
+            raise argparse.ArgumentTypeError(f"expected job counts such as 2,4,8: {text!r}")
+        jobs.add(_positive_int(item.strip()))
+    return tuple(sorted(jobs))
+
+
+def _megabytes_per_second(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (value >= 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be 0 (unpaced) or more: {text}")
+    return value
+
+
+def _percent(text: str) -> int:
+    value = _positive_int(text)
+    if value > 90:
+        raise argparse.ArgumentTypeError(
+            f"must be 1 to 90 (some of the budget must stay for resident pages): {text}"
+        )
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="zswap-rs",
-        description="zswap in user space: profile what zswap would do with real memory.",
+        description="zswap in user space: profile what zswap would do with real memory, "
+        "and simulate what it saves under memory pressure.",
     )
     parser.add_argument("--version", action="version", version=f"zswap-rs {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -723,6 +844,91 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=int, default=0, help="the built-in workload's random seed (default 0)"
     )
     p.set_defaults(func=cmd_profile)
+
+    defaults = _simulate.Config()
+    s = sub.add_parser(
+        "simulate",
+        help="the 2013 kernel-build experiment: swap I/O and runtime with and without zswap",
+        description=(
+            "Run a make -jN-like workload on real pages through a RAM budget, for each N "
+            "twice on a fresh swap file: once with every swap-out going to the file (base), "
+            "once with zswap in front of it. The pool's memory counts against the budget. "
+            "Prints pswpin, pswpout and their total, runtime and CPU per N. Pages come from "
+            "the built-in workload (as in profile) or a page dump."
+        ),
+    )
+    s.add_argument("--pages", metavar="FILE", help="take the pages from a raw page dump")
+    s.add_argument(
+        "--jobs",
+        type=_job_list,
+        default=defaults.jobs,
+        metavar="N,N,...",
+        help="parallelism levels, one row each (default " + ",".join(map(str, defaults.jobs)) + ")",
+    )
+    s.add_argument(
+        "--ram-mb",
+        type=_positive_int,
+        default=defaults.ram_mb,
+        metavar="MB",
+        help=f"the RAM budget: resident pages plus the pool (default {defaults.ram_mb})",
+    )
+    s.add_argument(
+        "--compressor",
+        default=defaults.compressor,
+        metavar="NAME",
+        help=f"zswap's compressor (default {defaults.compressor})",
+    )
+    s.add_argument(
+        "--max-pool-percent",
+        type=_percent,
+        default=defaults.max_pool_percent,
+        metavar="PCT",
+        help=f"pool limit, in percent of the budget (default {defaults.max_pool_percent})",
+    )
+    s.add_argument(
+        "--disk-mbps",
+        type=_megabytes_per_second,
+        default=defaults.disk_mbps,
+        metavar="MBPS",
+        help=f"pace the swap file to this speed, MB/s; 0: unpaced (default {defaults.disk_mbps:g}, "
+        "the seed's hard disk)",
+    )
+    s.add_argument(
+        "--swap-dir",
+        metavar="DIR",
+        help="directory for the swap files (default: a temporary directory under /var/tmp; "
+        "a tmpfs refuses O_DIRECT)",
+    )
+    s.add_argument(
+        "--files",
+        type=_positive_int,
+        default=defaults.files,
+        metavar="N",
+        help=f"compilation units in the build, the same at every N (default {defaults.files})",
+    )
+    s.add_argument(
+        "--seed",
+        type=int,
+        default=defaults.seed,
+        help="seed of the build and of the built-in workload (default 0)",
+    )
+    s.add_argument(
+        "--workload-mb",
+        type=_positive_int,
+        default=150,
+        metavar="MB",
+        help="size of the built-in workload's heap (default 150)",
+    )
+    s.add_argument("--json", action="store_true", help="print a JSON document, not tables")
+    s.add_argument(
+        "--plot", metavar="FILE.png", help="draw swap I/O and runtime against N (matplotlib)"
+    )
+    s.add_argument(
+        "--budget-log",
+        metavar="FILE",
+        help="debug: write resident and pool pages after every fault to FILE (CSV)",
+    )
+    s.set_defaults(func=cmd_simulate, pid=None, max_pages=None)
 
     i = sub.add_parser(
         "info",
