@@ -53,7 +53,8 @@ def test_wheel_is_abi3_and_carries_the_package(wheel: Path) -> None:
         assert f"zswap_rs/{member}" in names, member
     assert any(n.startswith("zswap_rs/_zswap_rs.") and n.endswith(".so") for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "zswap-rs = zswap_rs.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    scripts = zipfile.ZipFile(wheel).read(entry_points).decode().replace(" ", "")
+    assert "zswap-rs=zswap_rs.cli:main" in scripts
 
 
 def test_fresh_venv_imports_and_uses_it(wheel: Path, tmp_path: Path) -> None:
