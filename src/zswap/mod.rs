@@ -2,11 +2,12 @@
 //!
 //! A page headed for swap is stored by `(swap type, offset)`. If it is one
 //! word repeated (zero pages, mostly) only the word is kept. Otherwise it is
-//! compressed outside every lock into a per-thread buffer no longer than
-//! `max_compression_ratio` percent of a page (so a page that compresses
-//! poorly is given up on early), copied into a pool object, and entered in
-//! its area's red-black tree and LRU. A load copies the object out under the
-//! area lock and decompresses outside it.
+//! compressed outside every lock into a per-thread two-page buffer, refused
+//! if it came to more than `max_compression_ratio` percent of a page,
+//! copied into a pool object, and entered in
+//! its area's red-black tree and LRU. A load decompresses straight from the
+//! pool object, holding only that object's size-class lock (the area lock is
+//! dropped once the object is pinned).
 //!
 //! # Locks
 //!
@@ -30,9 +31,12 @@
 //! being written back): whoever changes the index last wins, and a slot is
 //! never written by two threads at once.
 //!
-//! Every pool object is allocated, read, written and freed with its owning
-//! area's lock held: that is what lets compaction, which holds all area locks,
-//! move objects and rewrite the handles in the index safely.
+//! Every pool object is allocated, written and freed with its owning
+//! area's lock held, and read either under it or under its class lock taken
+//! while the area lock was held: that is what lets compaction, which holds
+//! all area locks and then each class lock, move objects and rewrite the
+//! handles in the index safely. A load that decompresses under a class lock
+//! takes no other lock until it lets go.
 //!
 //! Anything learned before taking the area lock (the area is on, the offset
 //! is in range, what the entry was) is checked again after taking it: the
@@ -935,6 +939,29 @@ impl Zswap {
             return Ok(LoadSource::SameFilled);
         }
         let (handle, len) = unpack(entry.value);
+        if !exclusive {
+            // Zero-copy: decompress straight from the pool object. Its size
+            // class lock, taken under the area lock (the lock order), pins
+            // the object: a free or a compaction move of it needs that lock.
+            // The area lock is dropped first so other offsets of the area
+            // are not held up by the decompression.
+            inner.index.touch(entry.id);
+            let decoded = self.pool.with_object(handle, len, |src| {
+                drop(inner);
+                self.decompress(entry.tag, src, out)
+            });
+            if let Err(e) = decoded {
+                Stats::inc(&self.stats.decompress_fail);
+                return Err(Error::new(
+                    ErrorKind::Corrupt,
+                    format!(
+                        "page at swap type {swap_type}, offset {offset} failed to decompress: {e}"
+                    ),
+                ));
+            }
+            Stats::inc(&self.stats.zswpin);
+            return Ok(LoadSource::Pool);
+        }
         with_scratch(len, |buf| {
             self.pool.read(handle, buf);
             if exclusive {
