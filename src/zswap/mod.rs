@@ -317,6 +317,14 @@ impl AreaInner {
     }
 }
 
+/// What a store has left to do once the cheap cases are ruled out.
+enum Prepared {
+    /// Nothing: the page was same-filled, refused or swapped out.
+    Done(StoreOutcome),
+    /// Compress it with this compressor.
+    Compress(Arc<dyn Compressor>),
+}
+
 thread_local! {
     /// Per-thread buffer for compressed bytes, on the way into the pool or
     /// out of it. Reused for every page, so no allocation per call.
@@ -754,13 +762,40 @@ impl Zswap {
     pub fn store(&self, swap_type: u32, offset: u64, page: &[u8]) -> Result<StoreOutcome> {
         let area = self.check_slot(swap_type, offset)?;
         self.check_page("page", page.len())?;
-        let off = offset as u32;
+        let comp = match self.store_prepare(swap_type, area, offset as u32, page)? {
+            Prepared::Done(outcome) => return Ok(outcome),
+            Prepared::Compress(comp) => comp,
+        };
+        // Room for the worst case of any compressor, as the kernel's 2-page
+        // buffer: most compressors refuse a shorter one, and finishing a poor
+        // page costs less than a slow path for it.
+        let stored = with_scratch(2 * self.page_size, |buf| {
+            let result = comp.compress(page, buf);
+            self.store_compressed(swap_type, area, offset as u32, comp.id(), result, buf)
+        })?;
+        match stored {
+            Ok(()) => Ok(StoreOutcome::Stored),
+            Err(why) => self.not_taken(swap_type, area, offset as u32, page, why),
+        }
+    }
+
+    /// Everything a store does before compressing: the disabled, same-filled
+    /// and pool-full cases end here; otherwise the compressor to use.
+    fn store_prepare(
+        &self,
+        swap_type: u32,
+        area: &Area,
+        off: u32,
+        page: &[u8],
+    ) -> Result<Prepared> {
         if !self.enabled.load(Relaxed) {
-            return self.not_taken(swap_type, area, off, page, Reject::Disabled);
+            return self
+                .not_taken(swap_type, area, off, page, Reject::Disabled)
+                .map(Prepared::Done);
         }
         if self.same_filled.load(Relaxed) {
             if let Some(word) = same_filled_word(page) {
-                let mut inner = self.lock_slot(swap_type, area, offset)?;
+                let mut inner = self.lock_slot(swap_type, area, u64::from(off))?;
                 // Same-filled entries cost the pool nothing: keep them off
                 // the LRU so that writeback never spends a disk write on one.
                 if let Ok((old, on_disk)) = inner.put(off, word, TAG_SAME_FILLED, false) {
@@ -768,11 +803,13 @@ impl Zswap {
                     self.stats.same_filled_pages.fetch_add(1, Relaxed);
                     self.superseded(old, on_disk);
                     Stats::inc(&self.stats.zswpout);
-                    return Ok(StoreOutcome::SameFilled);
+                    return Ok(Prepared::Done(StoreOutcome::SameFilled));
                 }
                 drop(inner);
                 Stats::inc(&self.stats.reject_alloc_fail);
-                return self.not_taken(swap_type, area, off, page, Reject::AllocFail);
+                return self
+                    .not_taken(swap_type, area, off, page, Reject::AllocFail)
+                    .map(Prepared::Done);
             }
         }
         if self.pool_is_full() {
@@ -781,7 +818,9 @@ impl Zswap {
                 Ok(true) => {}
                 Ok(false) => {
                     Stats::inc(&self.stats.reject_reclaim_fail);
-                    return self.not_taken(swap_type, area, off, page, Reject::ReclaimFail);
+                    return self
+                        .not_taken(swap_type, area, off, page, Reject::ReclaimFail)
+                        .map(Prepared::Done);
                 }
                 Err(e) => {
                     Stats::inc(&self.stats.reject_reclaim_fail);
@@ -789,46 +828,51 @@ impl Zswap {
                 }
             }
         }
-        let comp = self.compressor.read().clone();
+        Ok(Prepared::Compress(self.compressor.read().clone()))
+    }
+
+    /// Everything a store does after compressing into `buf`: judge the
+    /// result, and put an accepted page into the pool. `Ok(Err(why))`: the
+    /// pool did not take it (the caller sends it on with `not_taken`).
+    fn store_compressed(
+        &self,
+        swap_type: u32,
+        area: &Area,
+        off: u32,
+        comp: CompressorId,
+        result: std::result::Result<usize, CompressError>,
+        buf: &[u8],
+    ) -> Result<std::result::Result<(), Reject>> {
         let max_len = self.page_size * self.max_compression_ratio.load(Relaxed) as usize / 100;
-        // Room for the worst case of any compressor, as the kernel's 2-page
-        // buffer: most compressors refuse a shorter one, and finishing a poor
-        // page costs less than a slow path for it.
-        let stored = with_scratch(2 * self.page_size, |buf| {
-            let len = match comp.compress(page, buf) {
-                Ok(len) if len <= max_len => len,
-                Ok(_) | Err(CompressError::DoesNotFit) => {
-                    Stats::inc(&self.stats.reject_compress_poor);
-                    return Ok(Err(Reject::CompressPoor));
-                }
-                Err(CompressError::Failed(_)) => {
-                    Stats::inc(&self.stats.reject_compress_fail);
-                    return Ok(Err(Reject::CompressFail));
-                }
-            };
-            let mut inner = self.lock_slot(swap_type, area, offset)?;
-            let Ok(handle) = self.pool.alloc_write(&buf[..len]) else {
-                Stats::inc(&self.stats.reject_alloc_fail);
-                return Ok(Err(Reject::AllocFail));
-            };
-            match inner.put(off, pack(handle, len), comp.id() as u8, true) {
-                Ok((old, on_disk)) => {
-                    self.stats.stored_pages.fetch_add(1, Relaxed);
-                    self.stats.compr_data_size.fetch_add(len as u64, Relaxed);
-                    self.superseded(old, on_disk);
-                    Stats::inc(&self.stats.zswpout);
-                    Ok(Ok(()))
-                }
-                Err(_) => {
-                    self.pool.free(handle);
-                    Stats::inc(&self.stats.reject_alloc_fail);
-                    Ok(Err(Reject::AllocFail))
-                }
+        let len = match result {
+            Ok(len) if len <= max_len => len,
+            Ok(_) | Err(CompressError::DoesNotFit) => {
+                Stats::inc(&self.stats.reject_compress_poor);
+                return Ok(Err(Reject::CompressPoor));
             }
-        })?;
-        match stored {
-            Ok(()) => Ok(StoreOutcome::Stored),
-            Err(why) => self.not_taken(swap_type, area, off, page, why),
+            Err(CompressError::Failed(_)) => {
+                Stats::inc(&self.stats.reject_compress_fail);
+                return Ok(Err(Reject::CompressFail));
+            }
+        };
+        let mut inner = self.lock_slot(swap_type, area, u64::from(off))?;
+        let Ok(handle) = self.pool.alloc_write(&buf[..len]) else {
+            Stats::inc(&self.stats.reject_alloc_fail);
+            return Ok(Err(Reject::AllocFail));
+        };
+        match inner.put(off, pack(handle, len), comp as u8, true) {
+            Ok((old, on_disk)) => {
+                self.stats.stored_pages.fetch_add(1, Relaxed);
+                self.stats.compr_data_size.fetch_add(len as u64, Relaxed);
+                self.superseded(old, on_disk);
+                Stats::inc(&self.stats.zswpout);
+                Ok(Ok(()))
+            }
+            Err(_) => {
+                self.pool.free(handle);
+                Stats::inc(&self.stats.reject_alloc_fail);
+                Ok(Err(Reject::AllocFail))
+            }
         }
     }
 
@@ -1070,11 +1114,60 @@ impl Zswap {
         pages: &[u8],
         outcomes: &mut Vec<StoreOutcome>,
     ) -> Result<()> {
-        self.check_batch(swap_type, offsets, "pages", pages.len())?;
+        let area = self.check_batch(swap_type, offsets, "pages", pages.len())?;
         outcomes.clear();
         outcomes.reserve(offsets.len());
-        for (&o, page) in offsets.iter().zip(pages.chunks_exact(self.page_size)) {
-            outcomes.push(self.store(swap_type, o, page)?);
+        let batch = self.compressor.read().batch_size();
+        if batch <= 1 {
+            for (&o, page) in offsets.iter().zip(pages.chunks_exact(self.page_size)) {
+                outcomes.push(self.store(swap_type, o, page)?);
+            }
+            return Ok(());
+        }
+        // A compressor that works on several pages at once (IAA) gets them
+        // together: the cheap cases are settled page by page, the rest of a
+        // chunk is compressed in one batch call, then each is put in the
+        // pool. The pool limit is checked per page before the batch, so a
+        // batch may pass it by at most `batch - 1` pages.
+        let ps = self.page_size;
+        for (chunk_offsets, chunk) in offsets.chunks(batch).zip(pages.chunks(batch * ps)) {
+            let mut todo: Vec<usize> = Vec::with_capacity(batch);
+            let mut comp: Option<Arc<dyn Compressor>> = None;
+            let first = outcomes.len();
+            for (i, (&o, page)) in chunk_offsets.iter().zip(chunk.chunks_exact(ps)).enumerate() {
+                match self.store_prepare(swap_type, area, o as u32, page)? {
+                    Prepared::Done(outcome) => outcomes.push(outcome),
+                    Prepared::Compress(c) => {
+                        outcomes.push(StoreOutcome::Stored);
+                        todo.push(i);
+                        comp.get_or_insert(c);
+                    }
+                }
+            }
+            let Some(comp) = comp else { continue };
+            let srcs: Vec<&[u8]> = todo.iter().map(|&i| &chunk[i * ps..(i + 1) * ps]).collect();
+            let mut results = vec![Ok(0); todo.len()];
+            let stored: Vec<_> = with_scratch(todo.len() * 2 * ps, |bufs| {
+                let mut dsts: Vec<&mut [u8]> = bufs.chunks_mut(2 * ps).collect();
+                comp.compress_batch(&srcs, &mut dsts, &mut results);
+                todo.iter()
+                    .zip(results)
+                    .zip(bufs.chunks(2 * ps))
+                    .map(|((&i, result), buf)| {
+                        let o = chunk_offsets[i] as u32;
+                        self.store_compressed(swap_type, area, o, comp.id(), result, buf)
+                    })
+                    .collect()
+            });
+            for (&i, r) in todo.iter().zip(stored) {
+                let o = chunk_offsets[i] as u32;
+                outcomes[first + i] = match r? {
+                    Ok(()) => StoreOutcome::Stored,
+                    Err(why) => {
+                        self.not_taken(swap_type, area, o, &chunk[i * ps..(i + 1) * ps], why)?
+                    }
+                };
+            }
         }
         Ok(())
     }
@@ -1188,6 +1281,16 @@ impl Zswap {
     /// Its level, if it has levels.
     pub fn compressor_level(&self) -> Option<i32> {
         self.compressor.read().level()
+    }
+
+    /// Store new pages with `comp`, an instance built outside the registry
+    /// (a compressor with a device of one's own, a model in tests). Its id
+    /// names the algorithm: entries it makes are decoded by the first
+    /// instance of that id this cache used, which by the trait's contract
+    /// decodes the same format.
+    pub fn set_compressor_instance(&self, comp: Arc<dyn Compressor>) {
+        let _ = self.decoders[comp.id() as usize].set(comp.clone());
+        *self.compressor.write() = comp;
     }
 
     /// Switch the compressor for new pages; stored pages stay readable.
