@@ -34,7 +34,7 @@ venv=$root/target/test-venv
 rm -rf "$venv"
 "$py" -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
-"$venv/bin/python" -m pip install --quiet "$wheel" pytest lz4 mypy ruff matplotlib numpy
+"$venv/bin/python" -m pip install --quiet "$wheel" pytest lz4 mypy ruff matplotlib numpy auditwheel
 export ZSWAP_RS_WHEEL=$wheel
 
 echo "== ruff, stubtest"

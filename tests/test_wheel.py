@@ -87,3 +87,18 @@ def test_this_suite_runs_against_the_installed_wheel() -> None:
     import zswap_rs
 
     assert not Path(zswap_rs.__file__).is_relative_to(ROOT / "python"), zswap_rs.__file__
+
+
+def test_wheel_is_manylinux_with_its_libraries_inside(wheel: Path) -> None:
+    """SPEC.md, Distribution: manylinux compliant, ISA-L linked in (no .so to find)."""
+    auditwheel = pytest.importorskip("auditwheel", reason="pip install auditwheel")
+    del auditwheel
+    run = subprocess.run(
+        [sys.executable, "-m", "auditwheel", "show", str(wheel)], capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    text = " ".join(run.stdout.split())
+    assert "manylinux_" in text, text
+    # Static linking: the extension needs only system libraries (libc & co).
+    for lib in ("libisal", "libzstd", "liblzo2", "libz.so"):
+        assert lib not in text, text
