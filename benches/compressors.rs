@@ -15,15 +15,17 @@
 //!     zswap-rs profile --save-pages target/pages.bin
 //!     cargo bench --bench compressors
 
+mod common;
+
 use std::hint::black_box;
 use std::time::Duration;
 
+use common::{estimate_ns, load_pages, PAGE};
 use criterion::{Criterion, Throughput};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 use zswap_rs::compress::{self, Options};
 use zswap_rs::{same_filled_word, Config, Zswap};
 
-const PAGE: usize = 4096;
 /// Pages timed per batch: enough to leave the caches as a real workload
 /// would, few enough for quick iterations.
 const BATCH: usize = 2048;
@@ -91,41 +93,6 @@ const CHOICES: &[Choice] = &[
     },
 ];
 
-fn load_pages() -> Vec<Vec<u8>> {
-    let path = std::env::var("ZSWAP_RS_PAGES").unwrap_or_else(|_| "target/pages.bin".into());
-    let data = std::fs::read(&path).unwrap_or_else(|e| {
-        eprintln!(
-            "cannot read real pages from {path}: {e}\n\
-             make them with: zswap-rs profile --save-pages {path}\n\
-             (or point ZSWAP_RS_PAGES at a raw page dump)"
-        );
-        std::process::exit(2);
-    });
-    assert!(
-        data.len() % PAGE == 0 && !data.is_empty(),
-        "{path} is not a whole number of pages"
-    );
-    data.chunks_exact(PAGE)
-        .filter(|p| same_filled_word(p).is_none())
-        .map(<[u8]>::to_vec)
-        .collect()
-}
-
-/// Median estimate in ns of one benchmark, read back from criterion's output.
-fn estimate_ns(group: &str, bench: &str) -> Option<f64> {
-    let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-    let path = format!("{dir}/criterion/{group}/{bench}/new/estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let at = text.find("\"median\"")?;
-    let rest = &text[at..];
-    let pe = rest.find("\"point_estimate\":")? + "\"point_estimate\":".len();
-    let num: String = rest[pe..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == 'e' || *c == '-')
-        .collect();
-    num.parse().ok()
-}
-
 /// liblzo2, the reference LZO1X-1, if it is installed (it is GPL: dlopened
 /// by the benchmark, never linked into the crate).
 struct LibLzo {
@@ -179,7 +146,10 @@ impl LibLzo {
 }
 
 fn main() {
-    let all = load_pages();
+    let all: Vec<Vec<u8>> = load_pages()
+        .into_iter()
+        .filter(|p| same_filled_word(p).is_none())
+        .collect();
     assert!(all.len() > 100, "too few pages that are not same-filled");
     // The timed pages and the training pages, spread over the whole dump.
     let stride = (all.len() / (BATCH + TRAIN)).max(1);

@@ -12,51 +12,21 @@
 //!     zswap-rs profile --save-pages target/pages.bin
 //!     cargo bench --bench store_load
 
+mod common;
+
 use std::hint::black_box;
 use std::time::Duration;
 
+use common::{estimate_ns, load_pages, PAGE};
 use criterion::{Criterion, Throughput};
 use lz4_flex::block::{
     compress_into_with_table, decompress_into, get_maximum_output_size, CompressTable,
 };
 use zswap_rs::{same_filled_word, Config, StoreOutcome, Zswap};
 
-const PAGE: usize = 4096;
 /// Pages per measured batch: enough to leave the caches as a real workload
 /// would, few enough for quick iterations.
 const BATCH: usize = 4096;
-
-fn load_pages() -> Vec<Vec<u8>> {
-    let path = std::env::var("ZSWAP_RS_PAGES").unwrap_or_else(|_| "target/pages.bin".into());
-    let data = std::fs::read(&path).unwrap_or_else(|e| {
-        eprintln!(
-            "cannot read real pages from {path}: {e}\n\
-             make them with: zswap-rs profile --save-pages {path}\n\
-             (or point ZSWAP_RS_PAGES at a raw page dump)"
-        );
-        std::process::exit(2);
-    });
-    assert!(
-        data.len() % PAGE == 0 && !data.is_empty(),
-        "{path} is not a whole number of pages"
-    );
-    data.chunks_exact(PAGE).map(<[u8]>::to_vec).collect()
-}
-
-/// Median estimate in ns of one benchmark, read back from criterion's output.
-fn estimate_ns(group: &str, bench: &str) -> Option<f64> {
-    let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
-    let path = format!("{dir}/criterion/{group}/{bench}/new/estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let at = text.find("\"median\"")?;
-    let rest = &text[at..];
-    let pe = rest.find("\"point_estimate\":")? + "\"point_estimate\":".len();
-    let num: String = rest[pe..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == 'e' || *c == '-')
-        .collect();
-    num.parse().ok()
-}
 
 fn main() {
     let all = load_pages();
