@@ -25,8 +25,6 @@ pub enum ErrorKind {
     Backing,
     /// Stored data failed its check on load; no bytes were returned.
     Corrupt,
-    /// The operation is not supported by this build.
-    Unsupported,
 }
 
 /// The crate's error: kind, message, and the I/O error behind it if any.

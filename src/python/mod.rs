@@ -13,7 +13,7 @@
 use std::cell::RefCell;
 
 use pyo3::buffer::PyBuffer;
-use pyo3::exceptions::{PyNotImplementedError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyString, PyType};
@@ -70,7 +70,6 @@ fn to_py(py: Python<'_>, e: Error) -> PyErr {
             exception(py, &BACKING_ERROR, "BackingStoreError", (errno, msg))
         }
         ErrorKind::Corrupt => exception(py, &CORRUPT_ERROR, "CorruptPageError", (msg,)),
-        ErrorKind::Unsupported => PyNotImplementedError::new_err(msg),
     }
 }
 
@@ -173,27 +172,23 @@ fn offsets_arg(obj: &Bound<'_, PyAny>, swap_type: u32, pages: Option<u64>) -> Py
             "offsets[{i}] = {v} is out of range for swap type {swap_type}: {range}"
         ))
     };
+    let signed = |v: Vec<i64>| -> PyResult<Vec<u64>> {
+        v.iter()
+            .enumerate()
+            .map(|(i, &o)| u64::try_from(o).map_err(|_| bad(i, i128::from(o))))
+            .collect()
+    };
     if let Ok(b) = PyBuffer::<u64>::get(obj) {
         return b.to_vec(obj.py());
     }
     if let Ok(b) = PyBuffer::<i64>::get(obj) {
-        let v = b.to_vec(obj.py())?;
-        return v
-            .iter()
-            .enumerate()
-            .map(|(i, &o)| u64::try_from(o).map_err(|_| bad(i, i128::from(o))))
-            .collect();
+        return signed(b.to_vec(obj.py())?);
     }
     if let Ok(b) = PyBuffer::<u32>::get(obj) {
         return Ok(b.to_vec(obj.py())?.into_iter().map(u64::from).collect());
     }
     if let Ok(b) = PyBuffer::<i32>::get(obj) {
-        let v = b.to_vec(obj.py())?;
-        return v
-            .iter()
-            .enumerate()
-            .map(|(i, &o)| u64::try_from(o).map_err(|_| bad(i, i128::from(o))))
-            .collect();
+        return signed(b.to_vec(obj.py())?.into_iter().map(i64::from).collect());
     }
     if obj.is_instance_of::<PyString>() || obj.is_instance_of::<PyBytes>() {
         return Err(PyTypeError::new_err(format!(
