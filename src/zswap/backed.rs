@@ -137,7 +137,7 @@ impl Zswap {
         Stats::inc(&self.stats.pswpout);
         if !superseded {
             // The page this store replaces, in the pool or in the file.
-            let old = inner.take(offset);
+            let old = inner.index.remove(offset);
             let slots = &mut inner.backing.as_mut().expect("area on with a file").slots;
             let on_disk = slots.get(offset).is_some();
             slots.set(offset, crc);
@@ -363,7 +363,7 @@ impl Zswap {
         }
         inner.release_claim(offset);
         let current = current.expect("checked above");
-        inner.take_entry(current);
+        inner.index.remove_at(current.id);
         self.release(current);
         inner
             .backing

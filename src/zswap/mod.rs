@@ -305,16 +305,6 @@ impl AreaInner {
         let on_disk = self.backing.as_mut().is_some_and(|b| b.slots.clear(offset));
         Ok((old, on_disk))
     }
-
-    /// Take the entry at `offset` out of the index.
-    fn take(&mut self, offset: u32) -> Option<EntryRef> {
-        self.index.remove(offset)
-    }
-
-    /// Take `entry`, which is live, out of the index.
-    fn take_entry(&mut self, entry: EntryRef) {
-        self.index.remove_at(entry.id);
-    }
 }
 
 /// What a store has left to do once the cheap cases are ruled out.
@@ -902,7 +892,7 @@ impl Zswap {
             drop(inner);
             return self.swap_out(swap_type, area, offset, page);
         }
-        let old = inner.take(offset);
+        let old = inner.index.remove(offset);
         self.superseded(old, false);
         Ok(StoreOutcome::Rejected(why))
     }
@@ -974,7 +964,7 @@ impl Zswap {
         let offset = u64::from(entry.key);
         if entry.tag == TAG_SAME_FILLED {
             if exclusive {
-                inner.take_entry(entry);
+                inner.index.remove_at(entry.id);
                 self.release(entry);
             }
             drop(inner);
@@ -1010,7 +1000,7 @@ impl Zswap {
             self.pool.read(handle, buf);
             if exclusive {
                 // The compressed bytes are in `buf` now; the object can go.
-                inner.take_entry(entry);
+                inner.index.remove_at(entry.id);
                 self.release(entry);
             } else {
                 inner.index.touch(entry.id);
@@ -1196,7 +1186,7 @@ impl Zswap {
         let area = self.check_slot(swap_type, offset)?;
         let off = offset as u32;
         let mut inner = self.lock_slot(swap_type, area, offset)?;
-        let old = inner.take(off);
+        let old = inner.index.remove(off);
         let on_disk = inner.backing.as_mut().is_some_and(|b| b.slots.clear(off));
         if let Some(entry) = old {
             self.release(entry);
