@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_helpers import run_cli
 
 import zswap_rs
 from zswap_rs import cli
@@ -39,16 +40,6 @@ zeros = bytearray(1) * ({CHILD_PAGES} * 4096 // 4)
 print("ready", flush=True)
 sys.stdin.readline()
 """
-
-
-def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "zswap_rs.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def assert_clean_error(proc: subprocess.CompletedProcess[str], code: int, message: str) -> None:

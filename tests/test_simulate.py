@@ -26,6 +26,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from cli_helpers import run_cli
 
 import zswap_rs
 from zswap_rs import _procmem, _simulate, cli
@@ -367,16 +368,6 @@ def test_bad_configs_are_refused() -> None:
 
 # --------------------------------------------------------------------------
 # The command
-
-
-def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "zswap_rs.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def assert_clean_error(proc: subprocess.CompletedProcess[str], code: int, message: str) -> None:
