@@ -115,7 +115,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pages", type=Path, default=ROOT / "target" / "pages.bin")
     ap.add_argument("--rounds", type=int, default=9)
-    ap.add_argument("--limit", type=int, default=8192, help="pages used for the timings")
+    ap.add_argument(
+        "--limit",
+        type=int,
+        default=4096,
+        help="pages used for the timings (4096: the same pages as the Rust bench's batch)",
+    )
     ap.add_argument("--skip-cargo", action="store_true", help="Python-side bars only")
     args = ap.parse_args()
     data = ensure_pages(args.pages)
