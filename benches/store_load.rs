@@ -309,6 +309,12 @@ fn main() {
     let ns = |name: &str| best[runs.iter().position(|(n, _)| *n == name).unwrap()];
 
     println!();
+    if let Some(m) = estimate_ns("store", "zswap_mix") {
+        println!(
+            "store, whole mix (same-filled, rejects included), criterion median: {:.0} ns/page",
+            m / mix.len() as f64
+        );
+    }
     println!("interleaved, best of {rounds} rounds (ns/page):");
     println!(
         "{:<20} {:>8} {:>12} {:>10} {:>6}   lz4_flex direct",
