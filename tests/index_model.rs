@@ -12,6 +12,8 @@ enum Op {
     Insert(u32, u64, u8, bool),
     Remove(u32),
     Get(u32),
+    /// Several lookups at once (lockstep walks), any length, repeats allowed.
+    GetMany(Vec<u32>),
     Touch(u32),
     RemoveOldest,
     PushMarker,
@@ -24,6 +26,7 @@ fn op(keys: u32) -> impl Strategy<Value = Op> {
             .prop_map(|(k, v, t, l)| Op::Insert(k, v, t, l)),
         2 => (0..keys).prop_map(Op::Remove),
         1 => (0..keys).prop_map(Op::Get),
+        1 => prop::collection::vec(0..keys, 0..20).prop_map(Op::GetMany),
         1 => (0..keys).prop_map(Op::Touch),
         1 => Just(Op::RemoveOldest),
         1 => Just(Op::PushMarker),
@@ -72,6 +75,14 @@ proptest! {
                 Op::Get(k) => {
                     let got = ix.get(k).map(|e| (e.value, e.tag));
                     prop_assert_eq!(got, model.get(&k).copied());
+                }
+                Op::GetMany(keys) => {
+                    let mut found = vec![None; keys.len()];
+                    ix.get_many(&keys, &mut found);
+                    for (k, got) in keys.iter().zip(found) {
+                        prop_assert_eq!(got.map(|e| (e.key, e.value, e.tag)), model.get(k).map(|&(v, t)| (*k, v, t)));
+                        prop_assert_eq!(got, ix.get(*k));
+                    }
                 }
                 Op::Touch(k) => {
                     if let Some(e) = ix.get(k) {

@@ -48,6 +48,10 @@ const MARKER: u32 = u32::MAX;
 /// parent field and differ from `PARENT_NONE`.
 pub const MAX_ENTRIES: usize = PARENT_NONE as usize;
 
+/// Walks [`Index::get_many`] takes in lockstep: enough misses in flight to
+/// fill a core's miss buffers, few enough to keep the walk state in registers.
+pub const LOCKSTEP: usize = 8;
+
 /// Largest caller tag: tags are 3 bits.
 pub const MAX_TAG: u8 = 7;
 
@@ -275,6 +279,42 @@ impl Index {
     pub fn get(&self, key: u32) -> Option<EntryRef> {
         let id = self.find(key);
         (id != NIL).then(|| self.entry(id))
+    }
+
+    /// `get` of each of `keys` into `found`, the walks taken in lockstep:
+    /// every walk's next node is loaded before any walk goes a level
+    /// deeper, so on a tree larger than the caches the misses of
+    /// [`LOCKSTEP`] walks overlap instead of queueing one after another.
+    /// `keys` and `found` have the same length.
+    pub fn get_many(&self, keys: &[u32], found: &mut [Option<EntryRef>]) {
+        assert_eq!(keys.len(), found.len(), "one result per key");
+        for (keys, found) in keys.chunks(LOCKSTEP).zip(found.chunks_mut(LOCKSTEP)) {
+            let mut at = [NIL; LOCKSTEP];
+            at[..keys.len()].fill(self.root);
+            let mut hit = [NIL; LOCKSTEP];
+            let mut walking = true;
+            while walking {
+                walking = false;
+                for ((&key, at), hit) in keys.iter().zip(&mut at).zip(&mut hit) {
+                    if *at == NIL {
+                        continue;
+                    }
+                    walking = true;
+                    let n = &self.nodes[*at as usize];
+                    *at = match key.cmp(&n.key) {
+                        std::cmp::Ordering::Less => n.left,
+                        std::cmp::Ordering::Greater => n.right,
+                        std::cmp::Ordering::Equal => {
+                            *hit = *at;
+                            NIL
+                        }
+                    };
+                }
+            }
+            for (found, &id) in found.iter_mut().zip(&hit) {
+                *found = (id != NIL).then(|| self.entry(id));
+            }
+        }
     }
 
     fn find(&self, key: u32) -> u32 {
