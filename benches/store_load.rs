@@ -365,6 +365,9 @@ fn main() {
         .zip(&best)
         .map(|((name, _), ns)| format!("\"interleaved/{name}\": {ns:.1}"))
         .collect();
+    drop(runs);
+    drop(z);
+    report.extend(load_at_scale(&compressible, &compressed));
     for (group, bench, per) in [
         ("store", "zswap", n),
         ("store", "lz4_flex", n),
@@ -399,4 +402,75 @@ fn shuffled(n: usize) -> Vec<usize> {
         order.swap(i, (x % (i as u64 + 1)) as usize);
     }
     order
+}
+
+/// Entries in the area of [`load_at_scale`]: 1 GiB of pages before
+/// compression, a red-black tree of 8 MiB, far beyond the caches.
+const SCALE: usize = 1 << 18;
+
+/// Random loads from an area of [`SCALE`] entries, one `load_into` at a
+/// time and through `load_many`, next to decompressing the same pages from
+/// as many separate buffers: where the tree walk's cache misses show,
+/// which a 4 Ki-entry area hides. Returns lines for the REPORT.
+fn load_at_scale(pages: &[Vec<u8>], compressed: &[Vec<u8>]) -> Vec<String> {
+    let z = Zswap::new(Config {
+        max_pool_bytes: Some(4 << 30),
+        ..Config::default()
+    })
+    .unwrap();
+    let t = z.swapon(SCALE as u64).unwrap();
+    let n = pages.len();
+    for i in 0..SCALE {
+        z.store(t, i as u64, &pages[i % n]).unwrap();
+    }
+    let buffers: Vec<Vec<u8>> = (0..SCALE).map(|i| compressed[i % n].clone()).collect();
+    let lz4 = zswap_rs::compress::create("lz4", &Default::default()).unwrap();
+    let order: Vec<u64> = shuffled(SCALE)
+        .into_iter()
+        .take(1 << 16)
+        .map(|i| i as u64)
+        .collect();
+    let mut page = vec![0u8; PAGE];
+    let mut out = vec![0u8; 64 * PAGE];
+    let mut best = [f64::MAX; 3];
+    for _ in 0..5 {
+        for (run, best) in best.iter_mut().enumerate() {
+            let start = std::time::Instant::now();
+            match run {
+                0 => {
+                    for &o in &order {
+                        black_box(z.load_into(t, o, &mut page).unwrap());
+                    }
+                }
+                1 => {
+                    for batch in order.chunks(64) {
+                        z.load_many(t, batch, &mut out[..batch.len() * PAGE])
+                            .unwrap();
+                        black_box(&mut out);
+                    }
+                }
+                _ => {
+                    for &o in &order {
+                        lz4.decompress(black_box(&buffers[o as usize]), &mut page)
+                            .unwrap();
+                        black_box(&mut page);
+                    }
+                }
+            }
+            *best = best.min(start.elapsed().as_nanos() as f64 / order.len() as f64);
+        }
+    }
+    let [one, many, alone] = best;
+    println!(
+        "random loads from an area of {SCALE} entries: load_into {one:.0} ns ({:+.1}%), \
+         load_many {many:.0} ns ({:+.1}%), decompression alone {alone:.0} ns",
+        (one - alone) / alone * 100.0,
+        (many - alone) / alone * 100.0
+    );
+    vec![
+        format!("\"scale/entries\": {SCALE}"),
+        format!("\"scale/load\": {one:.1}"),
+        format!("\"scale/load_many\": {many:.1}"),
+        format!("\"scale/decompress\": {alone:.1}"),
+    ]
 }
