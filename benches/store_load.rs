@@ -404,43 +404,60 @@ fn shuffled(n: usize) -> Vec<usize> {
     order
 }
 
-/// Entries in the area of [`load_at_scale`]: 1 GiB of pages before
-/// compression, a red-black tree of 8 MiB, far beyond the caches.
+/// Entries in the area of [`load_at_scale`] unless `ZSWAP_RS_SCALE` names
+/// another count: 1 GiB of pages before compression, a red-black tree of
+/// 8 MiB, far beyond the caches.
 const SCALE: usize = 1 << 18;
 
 /// Random loads from an area of [`SCALE`] entries, one `load_into` at a
 /// time and through `load_many`, next to decompressing the same pages from
-/// as many separate buffers: where the tree walk's cache misses show,
+/// as many separate buffers; and random stores into it, one `store` at a
+/// time and through `store_many`: where the tree walk's cache misses show,
 /// which a 4 Ki-entry area hides. Returns lines for the REPORT.
 fn load_at_scale(pages: &[Vec<u8>], compressed: &[Vec<u8>]) -> Vec<String> {
+    let scale: usize = std::env::var("ZSWAP_RS_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(SCALE);
     let z = Zswap::new(Config {
-        max_pool_bytes: Some(4 << 30),
+        max_pool_bytes: Some(16 << 30),
         ..Config::default()
     })
     .unwrap();
-    let t = z.swapon(SCALE as u64).unwrap();
+    let t = z.swapon(scale as u64).unwrap();
     let n = pages.len();
-    for i in 0..SCALE {
+    for i in 0..scale {
         z.store(t, i as u64, &pages[i % n]).unwrap();
     }
-    let buffers: Vec<Vec<u8>> = (0..SCALE).map(|i| compressed[i % n].clone()).collect();
+    let buffers: Vec<Vec<u8>> = (0..scale).map(|i| compressed[i % n].clone()).collect();
     let lz4 = zswap_rs::compress::create("lz4", &Default::default()).unwrap();
-    let order: Vec<u64> = shuffled(SCALE)
+    let order: Vec<u64> = shuffled(scale)
         .into_iter()
         .take(1 << 16)
         .map(|i| i as u64)
         .collect();
+    // Stores rewrite offsets in the same random order, each with the page
+    // it already holds, so the area stays as it is between rounds.
+    let stores = &order[..order.len().min(1 << 14)];
+    let store_pages: Vec<u8> = stores
+        .iter()
+        .flat_map(|&o| pages[o as usize % n].iter().copied())
+        .collect();
+    let mut outcomes = Vec::new();
     let mut page = vec![0u8; PAGE];
     let mut out = vec![0u8; 64 * PAGE];
-    let mut best = [f64::MAX; 3];
+    // Best ns per page of: load_into, load_many, decompression alone,
+    // store, store_many.
+    let mut best = [f64::MAX; 5];
     for _ in 0..5 {
         for (run, best) in best.iter_mut().enumerate() {
             let start = std::time::Instant::now();
-            match run {
+            let count = match run {
                 0 => {
                     for &o in &order {
                         black_box(z.load_into(t, o, &mut page).unwrap());
                     }
+                    order.len()
                 }
                 1 => {
                     for batch in order.chunks(64) {
@@ -448,29 +465,47 @@ fn load_at_scale(pages: &[Vec<u8>], compressed: &[Vec<u8>]) -> Vec<String> {
                             .unwrap();
                         black_box(&mut out);
                     }
+                    order.len()
                 }
-                _ => {
+                2 => {
                     for &o in &order {
                         lz4.decompress(black_box(&buffers[o as usize]), &mut page)
                             .unwrap();
                         black_box(&mut page);
                     }
+                    order.len()
                 }
-            }
-            *best = best.min(start.elapsed().as_nanos() as f64 / order.len() as f64);
+                3 => {
+                    for (&o, p) in stores.iter().zip(store_pages.chunks_exact(PAGE)) {
+                        black_box(z.store(t, o, p).unwrap());
+                    }
+                    stores.len()
+                }
+                _ => {
+                    for (batch, p) in stores.chunks(64).zip(store_pages.chunks(64 * PAGE)) {
+                        z.store_many(t, batch, p, &mut outcomes).unwrap();
+                    }
+                    stores.len()
+                }
+            };
+            *best = best.min(start.elapsed().as_nanos() as f64 / count as f64);
         }
     }
-    let [one, many, alone] = best;
+    let [one, many, alone, store, store_many] = best;
     println!(
-        "random loads from an area of {SCALE} entries: load_into {one:.0} ns ({:+.1}%), \
-         load_many {many:.0} ns ({:+.1}%), decompression alone {alone:.0} ns",
+        "random loads from an area of {scale} entries: load_into {one:.0} ns ({:+.1}%), \
+         load_many {many:.0} ns ({:+.1}%), decompression alone {alone:.0} ns; \
+         random stores: store {store:.0} ns, store_many {store_many:.0} ns ({:+.1}%)",
         (one - alone) / alone * 100.0,
-        (many - alone) / alone * 100.0
+        (many - alone) / alone * 100.0,
+        (store_many - store) / store * 100.0
     );
     vec![
-        format!("\"scale/entries\": {SCALE}"),
+        format!("\"scale/entries\": {scale}"),
         format!("\"scale/load\": {one:.1}"),
         format!("\"scale/load_many\": {many:.1}"),
         format!("\"scale/decompress\": {alone:.1}"),
+        format!("\"scale/store\": {store:.1}"),
+        format!("\"scale/store_many\": {store_many:.1}"),
     ]
 }
