@@ -49,7 +49,8 @@ const MARKER: u32 = u32::MAX;
 pub const MAX_ENTRIES: usize = PARENT_NONE as usize;
 
 /// Walks [`Index::get_many`] takes in lockstep: enough misses in flight to
-/// fill a core's miss buffers, few enough to keep the walk state in registers.
+/// overlap most of their latency, few enough that the walk state stays in
+/// a few registers.
 pub const LOCKSTEP: usize = 8;
 
 /// Largest caller tag: tags are 3 bits.
