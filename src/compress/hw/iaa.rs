@@ -883,33 +883,48 @@ impl Iaa {
         }
     }
 
-    /// Run one batch of at most [`IAA_MAX_BATCH`] pages and hand each
-    /// outcome, with the bytes the device staged, to `finish`.
+    /// Run `srcs` in batches of at most [`IAA_MAX_BATCH`] pages and hand
+    /// each outcome, with the bytes the device staged, its source and its
+    /// destination, to `finish`, whose result goes to `out`. `srcs`, `dsts`
+    /// and `out` have one entry per page.
     fn batch<R>(
         &self,
         op: Op,
         srcs: &[&[u8]],
-        dst_caps: &[usize],
-        mut finish: impl FnMut(usize, HwOutcome, &[u8]) -> R,
+        dsts: &mut [&mut [u8]],
         out: &mut [R],
+        finish: impl Fn(HwOutcome, &[u8], &[u8], &mut [u8]) -> R,
     ) {
-        let k = srcs.len();
-        let mut set = self.take_slots();
-        let mut outcomes = [HwOutcome::NotSubmitted; IAA_MAX_BATCH];
-        let intact = self.run_batch(op, srcs, dst_caps, &mut set, &mut outcomes[..k]);
-        for j in 0..k {
-            let staged: &[u8] = match outcomes[j] {
-                HwOutcome::Done(n) => set.slots[j].staging.get(..n as usize).unwrap_or_default(),
-                _ => &[],
-            };
-            out[j] = finish(j, outcomes[j], staged);
-        }
-        if intact {
-            self.pool.lock().push(set);
-        } else {
-            // A descriptor may still be running: its memory is the device's
-            // forever.
-            std::mem::forget(set);
+        assert!(srcs.len() == dsts.len() && srcs.len() == out.len());
+        let chunks = srcs
+            .chunks(IAA_MAX_BATCH)
+            .zip(dsts.chunks_mut(IAA_MAX_BATCH))
+            .zip(out.chunks_mut(IAA_MAX_BATCH));
+        for ((srcs, dsts), out) in chunks {
+            let k = srcs.len();
+            let mut caps = [0usize; IAA_MAX_BATCH];
+            for (cap, dst) in caps.iter_mut().zip(dsts.iter()) {
+                *cap = dst.len();
+            }
+            let mut set = self.take_slots();
+            let mut outcomes = [HwOutcome::NotSubmitted; IAA_MAX_BATCH];
+            let intact = self.run_batch(op, srcs, &caps[..k], &mut set, &mut outcomes[..k]);
+            for j in 0..k {
+                let staged: &[u8] = match outcomes[j] {
+                    HwOutcome::Done(n) => {
+                        set.slots[j].staging.get(..n as usize).unwrap_or_default()
+                    }
+                    _ => &[],
+                };
+                out[j] = finish(outcomes[j], staged, srcs[j], &mut *dsts[j]);
+            }
+            if intact {
+                self.pool.lock().push(set);
+            } else {
+                // A descriptor may still be running: its memory is the
+                // device's forever.
+                std::mem::forget(set);
+            }
         }
     }
 
@@ -1001,24 +1016,13 @@ impl Compressor for Iaa {
         dsts: &mut [&mut [u8]],
         out: &mut [Result<usize, CompressError>],
     ) {
-        assert!(srcs.len() == dsts.len() && srcs.len() == out.len());
-        let mut caps = [0usize; IAA_MAX_BATCH];
-        for (start, chunk) in srcs.chunks(IAA_MAX_BATCH).enumerate() {
-            let base = start * IAA_MAX_BATCH;
-            let k = chunk.len();
-            for j in 0..k {
-                caps[j] = dsts[base + j].len();
-            }
-            self.batch(
-                Op::Compress,
-                chunk,
-                &caps[..k],
-                |j, outcome, staged| {
-                    self.finish_compress(outcome, staged, chunk[j], &mut *dsts[base + j])
-                },
-                &mut out[base..base + k],
-            );
-        }
+        self.batch(
+            Op::Compress,
+            srcs,
+            dsts,
+            out,
+            |outcome, staged, src, dst| self.finish_compress(outcome, staged, src, dst),
+        );
     }
 
     fn decompress_batch(
@@ -1027,24 +1031,13 @@ impl Compressor for Iaa {
         dsts: &mut [&mut [u8]],
         out: &mut [Result<(), DecompressError>],
     ) {
-        assert!(srcs.len() == dsts.len() && srcs.len() == out.len());
-        let mut caps = [0usize; IAA_MAX_BATCH];
-        for (start, chunk) in srcs.chunks(IAA_MAX_BATCH).enumerate() {
-            let base = start * IAA_MAX_BATCH;
-            let k = chunk.len();
-            for j in 0..k {
-                caps[j] = dsts[base + j].len();
-            }
-            self.batch(
-                Op::Decompress,
-                chunk,
-                &caps[..k],
-                |j, outcome, staged| {
-                    self.finish_decompress(outcome, staged, chunk[j], &mut *dsts[base + j])
-                },
-                &mut out[base..base + k],
-            );
-        }
+        self.batch(
+            Op::Decompress,
+            srcs,
+            dsts,
+            out,
+            |outcome, staged, src, dst| self.finish_decompress(outcome, staged, src, dst),
+        );
     }
 }
 
