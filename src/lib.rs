@@ -38,6 +38,9 @@ pub mod pool;
 pub mod stats;
 mod zswap;
 
+#[cfg(test)]
+mod testing;
+
 #[cfg(feature = "python")]
 mod python;
 

@@ -307,15 +307,7 @@ mod tests {
 
     #[test]
     fn short_output_and_bad_streams() {
-        let mut x = 7u64;
-        let noise: Vec<u8> = (0..4096)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let noise = crate::testing::noise(7, 4096);
         for level in 0..=3 {
             let mut small = vec![0u8; 3276];
             assert_eq!(

@@ -95,15 +95,7 @@ mod tests {
         Lz4.decompress(&buf[..n], &mut out).unwrap();
         assert_eq!(out, p);
         // Random bytes do not compress: a buffer of 80% of a page is too short.
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let noise: Vec<u8> = (0..4096)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let noise = crate::testing::noise(0x9e37_79b9_7f4a_7c15, 4096);
         let mut small = vec![0u8; 4096 * 80 / 100];
         assert_eq!(
             Lz4.compress(&noise, &mut small),

@@ -511,15 +511,7 @@ mod tests {
     }
 
     fn noise(len: usize) -> Vec<u8> {
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
+        crate::testing::noise(0x2545_f491_4f6c_dd1d, len)
     }
 
     fn round_trip(p: &[u8]) -> usize {

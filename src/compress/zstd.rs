@@ -276,15 +276,7 @@ mod tests {
     #[test]
     fn short_output_and_wrong_length() {
         let z = Zstd::new(3, None).unwrap();
-        let mut x = 1u64;
-        let noise: Vec<u8> = (0..4096)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let noise = crate::testing::noise(1, 4096);
         let mut small = vec![0u8; 3276];
         assert_eq!(
             z.compress(&noise, &mut small),

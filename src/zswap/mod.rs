@@ -1516,14 +1516,9 @@ mod tests {
         assert_eq!(outcomes.len(), rest.len());
         assert_eq!(z.stats().duplicate_entry, 100);
         assert!(z.areas[t as usize].inner.lock().index.len() >= WARM_MIN_ENTRIES);
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let offsets: Vec<u64> = (0..1000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x % count
-            })
+        let offsets: Vec<u64> = crate::testing::xorshift(0x2545_f491_4f6c_dd1d)
+            .take(1000)
+            .map(|x| x % count)
             .chain([5, 5, 5])
             .collect();
         let mut out = vec![0u8; offsets.len() * 4096];
@@ -1646,14 +1641,9 @@ mod tests {
         let z = zswap(None);
         let t = z.swapon(4).unwrap();
         z.store(t, 1, &text_page(3)).unwrap();
-        let mut x = 0x1234_5678_9abc_def0u64;
-        let noise: Vec<u8> = (0..4096)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
+        let noise: Vec<u8> = crate::testing::xorshift(0x1234_5678_9abc_def0)
+            .take(4096)
+            .map(|x| (x >> 24) as u8)
             .collect();
         assert_eq!(
             z.store(t, 1, &noise).unwrap(),
