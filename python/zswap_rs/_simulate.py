@@ -862,7 +862,8 @@ def simulate(
 # Report
 
 
-def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
+def fmt_cell(value: float | None, spec: str, suffix: str = "") -> str:
+    """A table cell: `value` formatted with `spec` and `suffix`, or "-" if absent."""
     return "-" if value is None else f"{value:{spec}}{suffix}"
 
 
@@ -900,7 +901,7 @@ def io_table(sim: Simulation) -> list[list[str]]:
             str(r.zswap.pswpin),
             str(r.zswap.pswpout),
             str(r.zswap.io_pages),
-            _fmt(r.io_change_pct, "+.0f", "%"),
+            fmt_cell(r.io_change_pct, "+.0f", "%"),
             str(r.zswap.stats.get("zswpwb", 0)),
             str(r.zswap.stats.get("pool_limit_hit", 0)),
         ]
@@ -915,10 +916,10 @@ def time_table(sim: Simulation) -> list[list[str]]:
             str(r.jobs),
             f"{r.base.runtime_s:.2f}",
             f"{r.zswap.runtime_s:.2f}",
-            _fmt(r.runtime_change_pct, "+.0f", "%"),
+            fmt_cell(r.runtime_change_pct, "+.0f", "%"),
             f"{r.base.cpu_s:.2f}",
             f"{r.zswap.cpu_s:.2f}",
-            _fmt(r.cpu_change_pct, "+.0f", "%"),
+            fmt_cell(r.cpu_change_pct, "+.0f", "%"),
         ]
         for r in sim.rows
     ]

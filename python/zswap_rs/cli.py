@@ -48,6 +48,7 @@ from types import ModuleType
 from typing import IO, Any, TextIO
 
 from . import _procmem, _simulate, _workload
+from ._simulate import fmt_cell
 
 __all__ = ["CompressorResult", "main"]
 
@@ -356,10 +357,6 @@ def _human_bytes(n: float) -> str:
     raise AssertionError("unreachable")
 
 
-def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
-    return "-" if value is None else f"{value:{spec}}{suffix}"
-
-
 TABLE_COLUMNS = (
     "compressor",
     "pages",
@@ -378,14 +375,14 @@ def table_row(r: CompressorResult) -> list[str]:
     return [
         r.compressor,
         str(r.pages),
-        _fmt(r.same_filled_pct, ".1f", "%"),
-        _fmt(r.ratio, ".2f", "x"),
-        _fmt(r.rejected_pct, ".1f", "%"),
+        fmt_cell(r.same_filled_pct, ".1f", "%"),
+        fmt_cell(r.ratio, ".2f", "x"),
+        fmt_cell(r.rejected_pct, ".1f", "%"),
         _human_bytes(r.pool_bytes),
         _human_bytes(r.compressed_bytes),
-        _fmt(r.overhead_pct, ".1f", "%"),
-        _fmt(r.store_ns_per_page, ".0f"),
-        _fmt(r.load_ns_per_page, ".0f"),
+        fmt_cell(r.overhead_pct, ".1f", "%"),
+        fmt_cell(r.store_ns_per_page, ".0f"),
+        fmt_cell(r.load_ns_per_page, ".0f"),
     ]
 
 
