@@ -369,10 +369,6 @@ fn main() {
     drop(z);
     report.extend(load_at_scale(&compressible, &compressed));
     for (group, bench, per) in [
-        ("store", "zswap", n),
-        ("store", "lz4_flex", n),
-        ("load", "zswap", n),
-        ("load", "lz4_flex", n),
         ("same_filled", "zero_page", 1),
         ("same_filled", "real_pages", mix.len()),
     ] {
