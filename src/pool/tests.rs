@@ -27,6 +27,42 @@ fn pool_is_send_and_sync() {
     check::<Pool>();
 }
 
+/// Loads decompress inside `with_object`, so reads of one class must not
+/// wait for each other: each of two readers here stays inside until it
+/// hears that the other got in too. With a class lock that readers take
+/// exclusive, the second never gets in and the first gives up.
+#[test]
+fn reads_of_one_class_overlap() {
+    use std::sync::mpsc::channel;
+    use std::time::Duration;
+
+    let pool = pool();
+    let (a, b) = (
+        pool.alloc_write(&fill(BIG, 1)).unwrap(),
+        pool.alloc_write(&fill(BIG, 2)).unwrap(),
+    );
+    assert_eq!(a.class(), b.class());
+    let (in_a, heard_a) = channel();
+    let (in_b, heard_b) = channel();
+    let read = |h: Handle, seed: usize, inside: std::sync::mpsc::Sender<()>, other| {
+        let pool = &pool;
+        move || {
+            pool.with_object(h, BIG, |bytes| {
+                assert_eq!(bytes, fill(BIG, seed));
+                inside.send(()).unwrap();
+                let other: std::sync::mpsc::Receiver<()> = other;
+                other
+                    .recv_timeout(Duration::from_secs(20))
+                    .expect("the other read of the class never got in beside this one");
+            })
+        }
+    };
+    std::thread::scope(|s| {
+        s.spawn(read(a, 1, in_a, heard_b));
+        s.spawn(read(b, 2, in_b, heard_a));
+    });
+}
+
 #[test]
 fn class_entries_take_384_bytes() {
     assert_eq!(std::mem::size_of::<SizeClass>(), 384);

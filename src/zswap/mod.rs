@@ -6,8 +6,8 @@
 //! if it came to more than `max_compression_ratio` percent of a page,
 //! copied into a pool object, and entered in
 //! its area's red-black tree and LRU. A load decompresses straight from the
-//! pool object, holding only that object's size-class lock (the area lock is
-//! dropped once the object is pinned).
+//! pool object, holding only that object's size-class lock, shared with other
+//! loads (the area lock is dropped once the object is pinned).
 //!
 //! # Locks
 //!
@@ -17,8 +17,8 @@
 //!    are locked one after another, never taken with an area lock held.
 //! 1. `Area::inner` — one mutex per swap type; several are taken only by
 //!    [`Zswap::compact`], always in ascending swap type.
-//! 2. the pool's per-size-class mutexes (inside [`Pool`]), taken while an
-//!    area lock is held, never the other way round.
+//! 2. the pool's per-size-class read-write locks (inside [`Pool`]), taken
+//!    while an area lock is held, never the other way round.
 //! 3. `Zswap::compressor` (a read-write lock), taken alone, never while
 //!    holding 1 or 2.
 //!
@@ -998,8 +998,9 @@ impl Zswap {
         let (handle, len) = unpack(entry.value);
         if !exclusive {
             // Zero-copy: decompress straight from the pool object. Its size
-            // class lock, taken under the area lock (the lock order), pins
-            // the object: a free or a compaction move of it needs that lock.
+            // class lock, taken shared under the area lock (the lock order),
+            // pins the object: a free or a compaction move of it needs that
+            // lock exclusive, while other loads of the class go on.
             // The area lock is dropped first so other offsets of the area
             // are not held up by the decompression.
             inner.index.touch(entry.id);
