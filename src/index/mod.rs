@@ -124,9 +124,13 @@ pub struct Index {
 /// allocated. Growing a `Vec` of nodes would copy them all and hold two
 /// copies at its peak; chunks cost exactly 32 bytes per slot plus at most
 /// one partly used chunk, and an id still finds its node in two steps.
+/// A chunk is a boxed array, not a slice: its table entry is one pointer,
+/// and a masked index needs no bounds check, so each step of a tree walk
+/// is one load of the chunk pointer (the table stays in L1) and one of the
+/// node.
 #[derive(Default)]
 struct Arena {
-    chunks: Vec<Box<[Node]>>,
+    chunks: Vec<Box<[Node; CHUNK_SLOTS]>>,
     len: usize,
 }
 
@@ -152,7 +156,11 @@ impl Arena {
                 .try_reserve_exact(CHUNK_SLOTS)
                 .map_err(|_| IndexFull)?;
             chunk.resize(CHUNK_SLOTS, node);
-            self.chunks.push(chunk.into_boxed_slice());
+            let chunk: Box<[Node; CHUNK_SLOTS]> = chunk
+                .into_boxed_slice()
+                .try_into()
+                .expect("a chunk holds CHUNK_SLOTS nodes");
+            self.chunks.push(chunk);
         }
         let id = self.len;
         self.len += 1;
@@ -302,14 +310,12 @@ impl Index {
                     }
                     walking = true;
                     let n = &self.nodes[*at as usize];
-                    *at = match key.cmp(&n.key) {
-                        std::cmp::Ordering::Less => n.left,
-                        std::cmp::Ordering::Greater => n.right,
-                        std::cmp::Ordering::Equal => {
-                            *hit = *at;
-                            NIL
-                        }
-                    };
+                    if key == n.key {
+                        *hit = *at;
+                        *at = NIL;
+                    } else {
+                        *at = if key < n.key { n.left } else { n.right };
+                    }
                 }
             }
             for (found, &id) in found.iter_mut().zip(&hit) {
@@ -318,15 +324,25 @@ impl Index {
         }
     }
 
+    /// The walk down to `key`'s slot, `NIL` if absent. The turn at each
+    /// node is computed from the comparison, not branched on (LLVM picks
+    /// the child field by a `setcc` index): swap offsets come in no order a
+    /// branch predictor can learn, and a mispredicted turn throws away the
+    /// load of the next node. The one branch left, on equality, is taken
+    /// once per walk. Back-to-back random lookups, a fresh order each
+    /// round: 60 vs 79 ns at 4 Ki entries, about 230 vs 450 ns at 256 Ki,
+    /// against a three-way `match` on `cmp`, which LLVM compiles to
+    /// branches; without mispredicts the core runs ahead into the next
+    /// walk and overlaps its misses (a batch's walk ahead, insertions). A
+    /// lone walk between two decompressions gains little.
     fn find(&self, key: u32) -> u32 {
         let mut id = self.root;
         while id != NIL {
             let n = &self.nodes[id as usize];
-            id = match key.cmp(&n.key) {
-                std::cmp::Ordering::Less => n.left,
-                std::cmp::Ordering::Greater => n.right,
-                std::cmp::Ordering::Equal => return id,
-            };
+            if key == n.key {
+                return id;
+            }
+            id = if key < n.key { n.left } else { n.right };
         }
         NIL
     }
@@ -470,30 +486,23 @@ impl Index {
         let mut parent = NIL;
         let mut id = self.root;
         let mut go_left = false;
+        // The descent is written as `find`'s (see there why).
         while id != NIL {
             let n = &self.nodes[id as usize];
-            parent = id;
-            match key.cmp(&n.key) {
-                std::cmp::Ordering::Less => {
-                    go_left = true;
-                    id = n.left;
+            if key == n.key {
+                let old = self.entry(id);
+                self.set_value(id, value, tag);
+                match (self.on_lru(id), on_lru) {
+                    (true, true) => self.lru.touch(&mut self.nodes, id),
+                    (true, false) => self.lru.unlink(&mut self.nodes, id),
+                    (false, true) => self.lru.push_newest(&mut self.nodes, id),
+                    (false, false) => {}
                 }
-                std::cmp::Ordering::Greater => {
-                    go_left = false;
-                    id = n.right;
-                }
-                std::cmp::Ordering::Equal => {
-                    let old = self.entry(id);
-                    self.set_value(id, value, tag);
-                    match (self.on_lru(id), on_lru) {
-                        (true, true) => self.lru.touch(&mut self.nodes, id),
-                        (true, false) => self.lru.unlink(&mut self.nodes, id),
-                        (false, true) => self.lru.push_newest(&mut self.nodes, id),
-                        (false, false) => {}
-                    }
-                    return Ok(Some(old));
-                }
+                return Ok(Some(old));
             }
+            parent = id;
+            go_left = key < n.key;
+            id = if go_left { n.left } else { n.right };
         }
         let id = self.alloc_slot()?;
         self.nodes[id as usize] = Node {
