@@ -6,49 +6,93 @@
 //! `compr_data_size`) are changed under the area lock together with the index,
 //! so that after any call returns they agree with what is stored.
 //!
-//! Each counter is a relaxed atomic: they are statistics, not synchronisation.
+//! Each counter is a relaxed atomic per thread shard ([`Stats`]): they are
+//! statistics, not synchronisation.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
-/// Live counters of one cache.
-#[derive(Debug, Default)]
-pub struct Stats {
+/// One counter of [`Stats`]; the discriminant is its place in a shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub(crate) enum Counter {
     /// Stores refused because the pool was at its limit (or above the accept
     /// threshold after reaching it).
-    pub pool_limit_hit: AtomicU64,
+    PoolLimitHit,
     /// Entries written from the pool to the backing file to make room.
-    pub written_back_pages: AtomicU64,
+    WrittenBackPages,
     /// Pages refused because they compressed to more than
     /// `max_compression_ratio` percent of a page.
-    pub reject_compress_poor: AtomicU64,
+    RejectCompressPoor,
     /// Pages refused because the compressor failed.
-    pub reject_compress_fail: AtomicU64,
+    RejectCompressFail,
     /// Pages refused because the pool (or the index) could not allocate.
-    pub reject_alloc_fail: AtomicU64,
+    RejectAllocFail,
     /// Pages refused because the pool was full and nothing could be written
     /// back to make room (no backing file, or writeback failed).
-    pub reject_reclaim_fail: AtomicU64,
+    RejectReclaimFail,
     /// Stores to an offset that already held an entry; the old one is dropped.
-    pub duplicate_entry: AtomicU64,
+    DuplicateEntry,
     /// Loads whose data failed to decompress (`CorruptPageError`).
-    pub decompress_fail: AtomicU64,
+    DecompressFail,
     /// Pages loaded from the pool (vmstat).
-    pub zswpin: AtomicU64,
+    Zswpin,
     /// Pages stored into the pool (vmstat).
-    pub zswpout: AtomicU64,
+    Zswpout,
     /// Pages written back from the pool (vmstat).
-    pub zswpwb: AtomicU64,
+    Zswpwb,
     /// Pages read from the backing file (vmstat).
-    pub pswpin: AtomicU64,
+    Pswpin,
     /// Pages written to the backing file (vmstat).
-    pub pswpout: AtomicU64,
+    Pswpout,
     /// Gauge: entries in the pool, same-filled ones included.
-    pub stored_pages: AtomicU64,
+    StoredPages,
     /// Gauge: same-filled entries (they take no pool memory).
-    pub same_filled_pages: AtomicU64,
+    SameFilledPages,
     /// Gauge: compressed bytes held in the pool (exact lengths, before
     /// size-class rounding).
-    pub compr_data_size: AtomicU64,
+    ComprDataSize,
+}
+
+const COUNTERS: usize = Counter::ComprDataSize as usize + 1;
+
+/// Shards per cache. Threads take shards in turn, so up to this many
+/// threads each count on their own cache lines.
+const SHARDS: usize = 16;
+
+/// One shard: every counter, in one 128-byte block (a pair of lines, which
+/// the adjacent-line prefetcher moves together).
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Shard([AtomicU64; COUNTERS]);
+
+const _: () = assert!(std::mem::size_of::<Shard>() == 128);
+
+/// Live counters of one cache, sharded by thread.
+///
+/// A store or load changes three to six counters. In one shared block, two
+/// threads storing at once pulled those lines back and forth between their
+/// cores on every call; each thread now adds into its own shard (the
+/// kernel counts its vmstat events per CPU for the same reason), and a
+/// reading sums the shards.
+///
+/// A gauge rises in one shard and may fall in another (a page stored by
+/// one thread, invalidated by another), so a shard's share can be
+/// "negative" (wrapped); the sum is exact once the calls in flight return.
+/// A reading taken while they run sums shards at slightly different
+/// moments and could come out below zero: it reads 0 then, as the
+/// kernel's `percpu_counter_sum_positive` does.
+#[derive(Debug, Default)]
+pub struct Stats {
+    shards: Box<[Shard; SHARDS]>,
+}
+
+/// This thread's shard: taken in turn when the thread first counts.
+fn shard_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Relaxed) % SHARDS;
+    }
+    SHARD.with(|s| *s)
 }
 
 /// A copy of every figure at one moment, with names.
@@ -80,32 +124,56 @@ pub struct StatsSnapshot {
 
 impl Stats {
     #[inline]
-    pub(crate) fn inc(counter: &AtomicU64) {
-        counter.fetch_add(1, Relaxed);
+    fn mine(&self, counter: Counter) -> &AtomicU64 {
+        &self.shards[shard_index()].0[counter as usize]
+    }
+
+    #[inline]
+    pub(crate) fn inc(&self, counter: Counter) {
+        self.add(counter, 1);
+    }
+
+    #[inline]
+    pub(crate) fn add(&self, counter: Counter, n: u64) {
+        self.mine(counter).fetch_add(n, Relaxed);
+    }
+
+    /// Lower a gauge (wrapping in this shard; see the type's docs).
+    #[inline]
+    pub(crate) fn sub(&self, counter: Counter, n: u64) {
+        self.mine(counter).fetch_sub(n, Relaxed);
+    }
+
+    /// The counter's value: its shards summed, 0 if the sum is negative.
+    pub(crate) fn get(&self, counter: Counter) -> u64 {
+        let sum = self.shards.iter().fold(0u64, |sum, s| {
+            sum.wrapping_add(s.0[counter as usize].load(Relaxed))
+        });
+        (sum as i64).max(0) as u64
     }
 
     /// Read every counter; `pool_bytes` and `page_size` come from the cache.
     pub fn snapshot(&self, pool_bytes: u64, page_size: u64) -> StatsSnapshot {
-        let stored_pages = self.stored_pages.load(Relaxed);
+        let stored_pages = self.get(Counter::StoredPages);
         StatsSnapshot {
             pool_total_size: pool_bytes,
             stored_pages,
-            same_filled_pages: self.same_filled_pages.load(Relaxed),
-            pool_limit_hit: self.pool_limit_hit.load(Relaxed),
-            written_back_pages: self.written_back_pages.load(Relaxed),
-            reject_compress_poor: self.reject_compress_poor.load(Relaxed),
-            reject_compress_fail: self.reject_compress_fail.load(Relaxed),
-            reject_alloc_fail: self.reject_alloc_fail.load(Relaxed),
-            reject_reclaim_fail: self.reject_reclaim_fail.load(Relaxed),
-            duplicate_entry: self.duplicate_entry.load(Relaxed),
-            decompress_fail: self.decompress_fail.load(Relaxed),
-            zswpin: self.zswpin.load(Relaxed),
-            zswpout: self.zswpout.load(Relaxed),
-            zswpwb: self.zswpwb.load(Relaxed),
-            pswpin: self.pswpin.load(Relaxed),
-            pswpout: self.pswpout.load(Relaxed),
+            same_filled_pages: self.get(Counter::SameFilledPages),
+            pool_limit_hit: self.get(Counter::PoolLimitHit),
+            written_back_pages: self.get(Counter::WrittenBackPages),
+            reject_compress_poor: self.get(Counter::RejectCompressPoor),
+            reject_compress_fail: self.get(Counter::RejectCompressFail),
+            reject_alloc_fail: self.get(Counter::RejectAllocFail),
+            reject_reclaim_fail: self.get(Counter::RejectReclaimFail),
+            duplicate_entry: self.get(Counter::DuplicateEntry),
+            decompress_fail: self.get(Counter::DecompressFail),
+            zswpin: self.get(Counter::Zswpin),
+            zswpout: self.get(Counter::Zswpout),
+            zswpwb: self.get(Counter::Zswpwb),
+            pswpin: self.get(Counter::Pswpin),
+            pswpout: self.get(Counter::Pswpout),
             orig_data_size: stored_pages * page_size,
-            compr_data_size: self.compr_data_size.load(Relaxed),
+            compr_data_size: self.get(Counter::ComprDataSize),
             mem_used_total: pool_bytes,
         }
     }
@@ -135,5 +203,51 @@ impl StatsSnapshot {
             ("compr_data_size", self.compr_data_size),
             ("mem_used_total", self.mem_used_total),
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_from_more_threads_than_shards_add_up() {
+        let stats = Stats::default();
+        let threads = 2 * SHARDS + 3;
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    for _ in 0..1000 {
+                        stats.inc(Counter::Zswpout);
+                        stats.add(Counter::ComprDataSize, 3);
+                    }
+                });
+            }
+        });
+        let snap = stats.snapshot(0, 4096);
+        assert_eq!(snap.zswpout, threads as u64 * 1000);
+        assert_eq!(snap.compr_data_size, threads as u64 * 3000);
+        assert_eq!(snap.zswpin, 0);
+    }
+
+    #[test]
+    fn a_gauge_raised_on_one_thread_and_lowered_on_another_sums_right() {
+        let stats = Stats::default();
+        let other =
+            || std::thread::scope(|s| s.spawn(|| stats.sub(Counter::StoredPages, 2)).join());
+        stats.add(Counter::StoredPages, 5);
+        other().unwrap();
+        // The other thread's shard holds -2 (wrapped); the sum is exact.
+        assert_eq!(stats.get(Counter::StoredPages), 3);
+        other().unwrap();
+        other().unwrap();
+        // Lowered past zero, as a reading taken while calls run can see:
+        // 0, not 2^64 - 1.
+        assert_eq!(stats.get(Counter::StoredPages), 0);
+        stats.add(Counter::StoredPages, 1);
+        assert_eq!(stats.snapshot(0, 4096).stored_pages, 0);
+        stats.add(Counter::StoredPages, 1);
+        assert_eq!(stats.snapshot(0, 4096).stored_pages, 1);
+        assert_eq!(stats.snapshot(0, 4096).orig_data_size, 4096);
     }
 }

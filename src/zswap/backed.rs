@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use parking_lot::MutexGuard;
 
 use super::{
-    unpack, Area, AreaInner, AreaState, Error, ErrorKind, Result, Stats, StoreOutcome, Zswap,
+    unpack, Area, AreaInner, AreaState, Counter, Error, ErrorKind, Result, StoreOutcome, Zswap,
     TAG_SAME_FILLED,
 };
 use crate::backing::checksum;
@@ -134,7 +134,7 @@ impl Zswap {
         if inner.state != AreaState::On {
             return Err(self.not_on(swap_type, inner.state));
         }
-        Stats::inc(&self.stats.pswpout);
+        self.stats.inc(Counter::Pswpout);
         if !superseded {
             // The page this store replaces, in the pool or in the file.
             let old = inner.index.remove(offset);
@@ -180,7 +180,7 @@ impl Zswap {
                 ),
             ));
         }
-        Stats::inc(&self.stats.pswpin);
+        self.stats.inc(Counter::Pswpin);
         Ok(super::LoadSource::Backing)
     }
 
@@ -331,7 +331,7 @@ impl Zswap {
                     // Leave the entry (a load will report it) but move it out
                     // of writeback's way, and report no progress so that a
                     // pool of nothing but corrupt entries cannot spin.
-                    Stats::inc(&self.stats.decompress_fail);
+                    self.stats.inc(Counter::DecompressFail);
                     if let Some(cur) = inner.index.get(offset) {
                         inner.index.touch(cur.id);
                     }
@@ -372,9 +372,9 @@ impl Zswap {
             .slots
             .set(offset, crc);
         area.io_done.notify_all();
-        Stats::inc(&self.stats.written_back_pages);
-        Stats::inc(&self.stats.zswpwb);
-        Stats::inc(&self.stats.pswpout);
+        self.stats.inc(Counter::WrittenBackPages);
+        self.stats.inc(Counter::Zswpwb);
+        self.stats.inc(Counter::Pswpout);
         Ok(true)
     }
 

@@ -62,7 +62,7 @@ use crate::compress::{self, CompressError, Compressor, CompressorId};
 use crate::error::{Error, ErrorKind, Result};
 use crate::index::{EntryRef, Index, LOCKSTEP};
 use crate::pool::{ClassStats, Handle, Pool};
-use crate::stats::{Stats, StatsSnapshot};
+use crate::stats::{Counter, Stats, StatsSnapshot};
 
 /// Swap types a cache serves, as the kernel's `MAX_SWAPFILES` bound: types
 /// are numbered 0..32.
@@ -733,13 +733,13 @@ impl Zswap {
     /// Free what `entry`, just taken out of its index, held and adjust the
     /// gauges. Called with the area lock held.
     fn release(&self, entry: EntryRef) {
-        self.stats.stored_pages.fetch_sub(1, Relaxed);
+        self.stats.sub(Counter::StoredPages, 1);
         if entry.tag == TAG_SAME_FILLED {
-            self.stats.same_filled_pages.fetch_sub(1, Relaxed);
+            self.stats.sub(Counter::SameFilledPages, 1);
         } else {
             let (handle, len) = unpack(entry.value);
             self.pool.free(handle);
-            self.stats.compr_data_size.fetch_sub(len as u64, Relaxed);
+            self.stats.sub(Counter::ComprDataSize, len as u64);
         }
     }
 
@@ -812,31 +812,31 @@ impl Zswap {
                 // Same-filled entries cost the pool nothing: keep them off
                 // the LRU so that writeback never spends a disk write on one.
                 if let Ok((old, on_disk)) = inner.put(off, word, TAG_SAME_FILLED, false) {
-                    self.stats.stored_pages.fetch_add(1, Relaxed);
-                    self.stats.same_filled_pages.fetch_add(1, Relaxed);
+                    self.stats.add(Counter::StoredPages, 1);
+                    self.stats.add(Counter::SameFilledPages, 1);
                     self.superseded(old, on_disk);
-                    Stats::inc(&self.stats.zswpout);
+                    self.stats.inc(Counter::Zswpout);
                     return Ok(Prepared::Done(StoreOutcome::SameFilled));
                 }
                 drop(inner);
-                Stats::inc(&self.stats.reject_alloc_fail);
+                self.stats.inc(Counter::RejectAllocFail);
                 return self
                     .not_taken(swap_type, area, off, page, Reject::AllocFail)
                     .map(Prepared::Done);
             }
         }
         if self.pool_is_full() {
-            Stats::inc(&self.stats.pool_limit_hit);
+            self.stats.inc(Counter::PoolLimitHit);
             match self.make_room() {
                 Ok(true) => {}
                 Ok(false) => {
-                    Stats::inc(&self.stats.reject_reclaim_fail);
+                    self.stats.inc(Counter::RejectReclaimFail);
                     return self
                         .not_taken(swap_type, area, off, page, Reject::ReclaimFail)
                         .map(Prepared::Done);
                 }
                 Err(e) => {
-                    Stats::inc(&self.stats.reject_reclaim_fail);
+                    self.stats.inc(Counter::RejectReclaimFail);
                     return Err(e);
                 }
             }
@@ -860,30 +860,30 @@ impl Zswap {
         let len = match result {
             Ok(len) if len <= max_len => len,
             Ok(_) | Err(CompressError::DoesNotFit) => {
-                Stats::inc(&self.stats.reject_compress_poor);
+                self.stats.inc(Counter::RejectCompressPoor);
                 return Ok(Err(Reject::CompressPoor));
             }
             Err(CompressError::Failed(_)) => {
-                Stats::inc(&self.stats.reject_compress_fail);
+                self.stats.inc(Counter::RejectCompressFail);
                 return Ok(Err(Reject::CompressFail));
             }
         };
         let mut inner = self.lock_slot(swap_type, area, u64::from(off))?;
         let Ok(handle) = self.pool.alloc_write(&buf[..len]) else {
-            Stats::inc(&self.stats.reject_alloc_fail);
+            self.stats.inc(Counter::RejectAllocFail);
             return Ok(Err(Reject::AllocFail));
         };
         match inner.put(off, pack(handle, len), comp as u8, true) {
             Ok((old, on_disk)) => {
-                self.stats.stored_pages.fetch_add(1, Relaxed);
-                self.stats.compr_data_size.fetch_add(len as u64, Relaxed);
+                self.stats.add(Counter::StoredPages, 1);
+                self.stats.add(Counter::ComprDataSize, len as u64);
                 self.superseded(old, on_disk);
-                Stats::inc(&self.stats.zswpout);
+                self.stats.inc(Counter::Zswpout);
                 Ok(Ok(()))
             }
             Err(_) => {
                 self.pool.free(handle);
-                Stats::inc(&self.stats.reject_alloc_fail);
+                self.stats.inc(Counter::RejectAllocFail);
                 Ok(Err(Reject::AllocFail))
             }
         }
@@ -893,7 +893,7 @@ impl Zswap {
     /// the file: count it, free it.
     fn superseded(&self, old: Option<EntryRef>, on_disk: bool) {
         if old.is_some() || on_disk {
-            Stats::inc(&self.stats.duplicate_entry);
+            self.stats.inc(Counter::DuplicateEntry);
         }
         if let Some(old) = old {
             self.release(old);
@@ -992,7 +992,7 @@ impl Zswap {
             }
             drop(inner);
             fill_page(out, entry.value);
-            Stats::inc(&self.stats.zswpin);
+            self.stats.inc(Counter::Zswpin);
             return Ok(LoadSource::SameFilled);
         }
         let (handle, len) = unpack(entry.value);
@@ -1009,7 +1009,7 @@ impl Zswap {
                 self.decompress(entry.tag, src, out)
             });
             if let Err(e) = decoded {
-                Stats::inc(&self.stats.decompress_fail);
+                self.stats.inc(Counter::DecompressFail);
                 return Err(Error::new(
                     ErrorKind::Corrupt,
                     format!(
@@ -1017,7 +1017,7 @@ impl Zswap {
                     ),
                 ));
             }
-            Stats::inc(&self.stats.zswpin);
+            self.stats.inc(Counter::Zswpin);
             return Ok(LoadSource::Pool);
         }
         with_scratch(len, |buf| {
@@ -1031,7 +1031,7 @@ impl Zswap {
             }
             drop(inner);
             if let Err(e) = self.decompress(entry.tag, buf, out) {
-                Stats::inc(&self.stats.decompress_fail);
+                self.stats.inc(Counter::DecompressFail);
                 if exclusive {
                     // Put the bytes back so that the failure leaves the cache as
                     // it was, unless a newer page took the slot meanwhile.
@@ -1044,7 +1044,7 @@ impl Zswap {
                     ),
                 ));
             }
-            Stats::inc(&self.stats.zswpin);
+            self.stats.inc(Counter::Zswpin);
             Ok(LoadSource::Pool)
         })
     }
@@ -1063,10 +1063,8 @@ impl Zswap {
         }
         if let Ok(handle) = self.pool.alloc_write(bytes) {
             if inner.put(off, pack(handle, bytes.len()), tag, true).is_ok() {
-                self.stats.stored_pages.fetch_add(1, Relaxed);
-                self.stats
-                    .compr_data_size
-                    .fetch_add(bytes.len() as u64, Relaxed);
+                self.stats.add(Counter::StoredPages, 1);
+                self.stats.add(Counter::ComprDataSize, bytes.len() as u64);
             } else {
                 self.pool.free(handle);
             }
