@@ -285,80 +285,61 @@ fn main() {
             "decompress_random",
             Box::new(|| decompresses(&mut random_order.iter().copied())),
         ),
-        // On fresh threads each, so one thread and two pay the same spawns.
         (
             "threads/one",
-            Box::new(|| std::thread::scope(|s| drop(s.spawn(|| stores(&compressible, t))))),
+            Box::new(|| on_threads(|| stores(&compressible, t), None)),
         ),
         (
             "threads/two",
-            Box::new(|| {
-                std::thread::scope(|s| {
-                    s.spawn(|| stores(first, t));
-                    s.spawn(|| stores(second, t2));
-                })
-            }),
+            Box::new(|| on_threads(|| stores(first, t), Some(&|| stores(second, t2)))),
         ),
         (
             "threads/compress_one",
-            Box::new(|| std::thread::scope(|s| drop(s.spawn(|| compresses(&compressible))))),
+            Box::new(|| on_threads(|| compresses(&compressible), None)),
         ),
         (
             "threads/compress_two",
-            Box::new(|| {
-                std::thread::scope(|s| {
-                    s.spawn(|| compresses(first));
-                    s.spawn(|| compresses(second));
-                })
-            }),
+            Box::new(|| on_threads(|| compresses(first), Some(&|| compresses(second)))),
         ),
         // Loads on two threads from one area, and loads on one thread while
         // another stores: a decompression must not hold up other loads, nor
         // a store, of the same size class. Not bars of SPEC.md; printed
         // next to the codec alone split the same way. A load costs about a
-        // fifth of a store, so the loading side makes LOAD_PASSES passes.
+        // fifth of a store, so the loading side makes LOAD_PASSES passes
+        // (these runs' REPORT figures are per LOAD_PASSES pages; only their
+        // ratios are read).
         (
             "threads/load_one",
-            Box::new(|| std::thread::scope(|s| drop(s.spawn(|| load_passes(0..n))))),
+            Box::new(|| on_threads(|| load_passes(0..n), None)),
         ),
         (
             "threads/load_two",
-            Box::new(|| {
-                std::thread::scope(|s| {
-                    s.spawn(|| load_passes(0..n / 2));
-                    s.spawn(|| load_passes(n / 2..n));
-                })
-            }),
+            Box::new(|| on_threads(|| load_passes(0..n / 2), Some(&|| load_passes(n / 2..n)))),
         ),
         (
             "threads/decompress_one",
-            Box::new(|| std::thread::scope(|s| drop(s.spawn(|| decompress_passes(0..n))))),
+            Box::new(|| on_threads(|| decompress_passes(0..n), None)),
         ),
         (
             "threads/decompress_two",
             Box::new(|| {
-                std::thread::scope(|s| {
-                    s.spawn(|| decompress_passes(0..n / 2));
-                    s.spawn(|| decompress_passes(n / 2..n));
-                })
+                on_threads(
+                    || decompress_passes(0..n / 2),
+                    Some(&|| decompress_passes(n / 2..n)),
+                )
             }),
         ),
         (
             "threads/load_beside_store",
-            Box::new(|| {
-                std::thread::scope(|s| {
-                    s.spawn(|| load_passes(0..n));
-                    s.spawn(|| stores(&compressible, t2));
-                })
-            }),
+            Box::new(|| on_threads(|| load_passes(0..n), Some(&|| stores(&compressible, t2)))),
         ),
         (
             "threads/decompress_beside_compress",
             Box::new(|| {
-                std::thread::scope(|s| {
-                    s.spawn(|| decompress_passes(0..n));
-                    s.spawn(|| compresses(&compressible));
-                })
+                on_threads(
+                    || decompress_passes(0..n),
+                    Some(&|| compresses(&compressible)),
+                )
             }),
         ),
     ];
@@ -471,6 +452,17 @@ fn main() {
     }
     // One machine-readable line for benches/report.py: ns per page.
     println!("REPORT {{{}}}", report.join(", "));
+}
+
+/// Runs `a`, and `b` beside it, each on a fresh thread, so that one thread
+/// and two pay the same spawns.
+fn on_threads(a: impl Fn() + Sync, b: Option<&(dyn Fn() + Sync)>) {
+    std::thread::scope(|s| {
+        s.spawn(&a);
+        if let Some(b) = b {
+            s.spawn(b);
+        }
+    });
 }
 
 /// 0..n in one fixed pseudo-random order (xorshift64, Fisher-Yates), the
