@@ -429,6 +429,20 @@ impl Index {
         }
     }
 
+    /// Read the LRU neighbours of the entry in slot `id`, so that a
+    /// `touch` soon after finds their lines in cache; the result means
+    /// nothing (feed it to `black_box`).
+    pub fn warm_lru(&self, id: EntryId) -> u32 {
+        let link = self.nodes[id as usize].lru;
+        let mut sum = 0u32;
+        for n in [link.prev, link.next] {
+            if n < FREE {
+                sum = sum.wrapping_add(self.nodes[n as usize].lru.prev);
+            }
+        }
+        sum
+    }
+
     /// Put a marker at the newest end of the LRU.
     pub fn push_marker(&mut self) -> Result<EntryId, IndexFull> {
         let id = self.alloc_slot()?;
@@ -934,6 +948,29 @@ mod tests {
     #[test]
     fn node_is_32_bytes() {
         assert_eq!(Index::NODE_BYTES, 32);
+    }
+
+    #[test]
+    fn warm_lru_reads_neighbours_at_the_ends_and_off_the_list() {
+        let mut ix = Index::new();
+        let id = |ix: &Index, k: u32| ix.get(k).unwrap().id;
+        ix.insert(1, 0, 0).unwrap();
+        // The only entry: no neighbours, nothing read.
+        assert_eq!(ix.warm_lru(id(&ix, 1)), 0);
+        ix.insert(2, 0, 0).unwrap();
+        ix.push_marker().unwrap();
+        ix.insert(3, 0, 0).unwrap();
+        ix.insert_with(4, 0, 0, false).unwrap();
+        // Oldest, next to a marker, newest, and off the LRU: every
+        // neighbour read is in bounds, and what is read is their links.
+        for k in 1..=4 {
+            let link = ix.nodes[id(&ix, k) as usize].lru;
+            let expect = [link.prev, link.next]
+                .into_iter()
+                .filter(|&n| n < FREE)
+                .fold(0u32, |s, n| s.wrapping_add(ix.nodes[n as usize].lru.prev));
+            assert_eq!(ix.warm_lru(id(&ix, k)), expect, "key {k}");
+        }
     }
 
     #[test]

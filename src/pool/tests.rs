@@ -27,6 +27,45 @@ fn pool_is_send_and_sync() {
     check::<Pool>();
 }
 
+#[test]
+fn warm_reads_ahead_and_never_blocks_or_judges() {
+    let pool = std::sync::Arc::new(pool());
+    let (a, b) = (
+        pool.alloc_write(&fill(BIG, 1)).unwrap(),
+        pool.alloc_write(&fill(100, 2)).unwrap(),
+    );
+    let first = |n, seed| fill(n, seed)[0];
+    assert_eq!(
+        pool.warm(&[a, b]),
+        first(BIG, 1).wrapping_add(first(100, 2))
+    );
+    // At most WARM_MAX objects are read.
+    let expect = (0..WARM_MAX).fold(0u8, |s, _| s.wrapping_add(first(BIG, 1)));
+    assert_eq!(pool.warm(&[a; WARM_MAX + 3]), expect);
+    // A freed slot and a handle the pool never made: read or skipped, no
+    // panic (warming judges nothing).
+    let freed = pool.alloc_write(&fill(BIG, 3)).unwrap();
+    pool.free(freed);
+    pool.warm(&[freed, Handle::from_bits(u64::MAX), Handle::from_bits(0), a]);
+    // A class locked elsewhere is skipped, not waited for: warm returns
+    // while another thread holds the lock of a's class.
+    let (locked, release) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let _guard = pool.classes[a.class()].state.write();
+            locked.wait();
+            release.wait();
+        });
+        locked.wait();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = pool.clone();
+        std::thread::spawn(move || tx.send(p.warm(&[a, b])).unwrap());
+        let got = rx.recv_timeout(std::time::Duration::from_secs(20));
+        release.wait();
+        assert_eq!(got.expect("warm waited for a locked class"), first(100, 2));
+    });
+}
+
 /// Loads decompress inside `with_object`, so reads of one class must not
 /// wait for each other: each of two readers here stays inside until it
 /// hears that the other got in too. With a class lock that readers take

@@ -443,6 +443,15 @@ impl ClassState {
         &zs.mem[at..at + self.size]
     }
 
+    /// The first byte of slot `obj` of zspage `id`, allocated or not, or
+    /// `None` if there is no such slot. Never panics: for cache warming
+    /// only, where reading it is the point and its value is not.
+    #[inline]
+    pub fn peek_first_byte(&self, id: Option<u32>, obj: u16) -> Option<u8> {
+        let zs = self.zspages.get(id? as usize)?.as_ref()?;
+        (obj < self.objs).then(|| zs.mem[obj as usize * self.size])
+    }
+
     /// The whole slot `obj` of zspage `id`, mutable, checked as for `free`.
     #[inline]
     #[track_caller]

@@ -72,14 +72,16 @@ pub const MAX_SWAP_TYPES: usize = 32;
 pub const MAX_AREA_PAGES: u64 = u32::MAX as u64;
 
 /// The fewest entries an area holds before `load_many` and `store_many`
-/// walk its tree ahead of their pages: 4 MiB of 32-byte nodes, twice the
-/// L2 cache of the machine it was measured on. Below it the walks hit the
-/// cache anyway and the walk ahead only costs (random loads, per load,
-/// load_many against a loop of load_into: 16 Ki entries +2 to +6%, 64 Ki
-/// +1%); above it, it pays (128 Ki -2%, 256 Ki -12%, 1 Mi -13 to -17%;
-/// random stores, store_many against store: 256 Ki -3 to -6%, 1 Mi -10
-/// to -13%). `ZSWAP_RS_SCALE=N cargo bench --bench store_load` measures it.
-const WARM_MIN_ENTRIES: usize = 1 << 17;
+/// read ahead of their pages (`Zswap::warm`). Measured with a scratch
+/// harness that switched the read-ahead on and off between rounds of
+/// random batches of 64 (best of 6 to 10 rounds a side): load_many 4 Ki
+/// entries -6% to +5% (noise), 16 Ki -3% to +1%, 32 Ki -9 to -14%, 64 Ki
+/// -15 to -24%; store_many 4 Ki -2% to +5%, 64 Ki -5 to -8%. Below 32 Ki
+/// the tree and most of the pool's metadata sit in the caches anyway.
+/// `ZSWAP_RS_SCALE=N cargo bench --bench store_load` shows the batches
+/// against single calls at any size.
+const WARM_MIN_ENTRIES: usize = 1 << 15;
+const _: () = assert!(LOCKSTEP <= crate::pool::WARM_MAX);
 
 /// The index tag of a same-filled entry (compressor ids use 0..=5).
 const TAG_SAME_FILLED: u8 = 7;
@@ -1203,12 +1205,21 @@ impl Zswap {
         Ok(())
     }
 
-    /// Bring the index paths of up to [`LOCKSTEP`] offsets (checked to be
-    /// in the area) into the cache at once, with their walks overlapped:
-    /// on a big pool most of a load's own cost is the tree walk's cache
-    /// misses, which one page at a time takes one after another. A hint
-    /// only: the loads or stores that follow look everything up again
-    /// under their locks, so whatever changes meanwhile, they see it.
+    /// Read ahead what the loads or stores of up to [`LOCKSTEP`] offsets
+    /// (checked to be in the area) are about to touch, with the misses of
+    /// all of them overlapped: on a big pool most of a load's own cost is
+    /// cache misses taken one after another, each waiting for the last.
+    ///
+    /// - The tree walks, in lockstep ([`Index::get_many`]).
+    /// - Each entry's LRU neighbours, which the load's `touch` writes: the
+    ///   area unlock that follows (an atomic read-modify-write) waits for
+    ///   those writes' misses. -4 to -6% per page in `load_many` at
+    ///   256 Ki entries.
+    /// - The zspage record and first line of each pool object
+    ///   ([`Pool::warm`]): another -8 to -12% there.
+    ///
+    /// A hint only: the loads or stores that follow look everything up
+    /// again under their locks, so whatever changes meanwhile, they see it.
     fn warm(&self, area: &Area, offsets: &[u64]) {
         let inner = area.inner.lock();
         if inner.index.len() < WARM_MIN_ENTRIES {
@@ -1221,7 +1232,18 @@ impl Zswap {
         let mut found = [None; LOCKSTEP];
         let n = offsets.len();
         inner.index.get_many(&keys[..n], &mut found[..n]);
-        std::hint::black_box(found);
+        let mut sink = 0u32;
+        let mut handles = [Handle::from_bits(0); LOCKSTEP];
+        let mut m = 0;
+        for e in found[..n].iter().flatten() {
+            sink = sink.wrapping_add(inner.index.warm_lru(e.id));
+            if e.tag != TAG_SAME_FILLED {
+                handles[m] = unpack(e.value).0;
+                m += 1;
+            }
+        }
+        sink = sink.wrapping_add(u32::from(self.pool.warm(&handles[..m])));
+        std::hint::black_box((found, sink));
     }
 
     /// The page stored at `(swap_type, offset)`, as a new buffer.
