@@ -1557,6 +1557,89 @@ mod tests {
     }
 
     #[test]
+    fn batches_read_ahead_beside_stores_invalidations_and_compaction() {
+        // An area big enough for the read-ahead (tree, LRU neighbours and
+        // pool objects, under try-locks), loaded in batches on one thread
+        // while others rewrite pages in batches, invalidate and restore a
+        // stretch the loader leaves alone, and compact the pool (which
+        // moves objects and frees zspages). Every page loaded must be a
+        // whole version of that page. Most pages are same-filled, to keep
+        // debug builds quick.
+        let z = zswap(None);
+        let count = WARM_MIN_ENTRIES as u64 + 1024;
+        let churned = count - 512..count;
+        let t = z.swapon(count).unwrap();
+        let page = |o: u64, v: u64| {
+            if o % 8 != 0 {
+                ((o << 16) | v).to_le_bytes().repeat(512)
+            } else {
+                let mut p = text_page(o as u32);
+                p[..8].copy_from_slice(&o.to_le_bytes());
+                p[8..16].copy_from_slice(&v.to_le_bytes());
+                p
+            }
+        };
+        let version_of = |o: u64, got: &[u8]| {
+            let word = |r: std::ops::Range<usize>| u64::from_le_bytes(got[r].try_into().unwrap());
+            if o % 8 != 0 {
+                word(0..8) & 0xffff
+            } else {
+                word(8..16)
+            }
+        };
+        let all: Vec<u64> = (0..count).collect();
+        let mut outcomes = Vec::new();
+        for chunk in all.chunks(4096) {
+            let pages: Vec<u8> = chunk.iter().flat_map(|&o| page(o, 0)).collect();
+            z.store_many(t, chunk, &pages, &mut outcomes).unwrap();
+        }
+        let offsets = |seed: u64, n: usize| -> Vec<u64> {
+            crate::testing::xorshift(seed)
+                .map(|x| x % churned.start)
+                .take(n)
+                .collect()
+        };
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut out = vec![0u8; 64 * 4096];
+                for round in 0..40 {
+                    let batch = offsets(0x1000 + round, 64);
+                    z.load_many(t, &batch, &mut out).unwrap();
+                    for (&o, got) in batch.iter().zip(out.chunks_exact(4096)) {
+                        assert_eq!(got, page(o, version_of(o, got)), "offset {o}");
+                    }
+                }
+            });
+            s.spawn(|| {
+                let mut outcomes = Vec::new();
+                for v in 1..=20 {
+                    let batch = offsets(0x2000 + v, 64);
+                    let pages: Vec<u8> = batch.iter().flat_map(|&o| page(o, v)).collect();
+                    z.store_many(t, &batch, &pages, &mut outcomes).unwrap();
+                }
+            });
+            s.spawn(|| {
+                for round in 0..5u64 {
+                    for o in churned.clone().step_by(3) {
+                        z.invalidate(t, o).unwrap();
+                    }
+                    z.compact().unwrap();
+                    for o in churned.clone().step_by(3) {
+                        z.store(t, o, &page(o, round)).unwrap();
+                    }
+                }
+            });
+        });
+        z.check_invariants().unwrap();
+        let mut out = vec![0u8; all.len() * 4096];
+        z.load_many(t, &all, &mut out).unwrap();
+        for (&o, got) in all.iter().zip(out.chunks_exact(4096)) {
+            assert_eq!(got, page(o, version_of(o, got)), "offset {o}");
+        }
+        assert_eq!(z.stats().stored_pages, count);
+    }
+
+    #[test]
     fn store_load_invalidate() {
         let z = zswap(None);
         let t = z.swapon(100).unwrap();
