@@ -403,9 +403,9 @@ impl Pool {
     /// their misses overlapped, so that reads of them soon after start in
     /// cache; the result means nothing (feed it to `black_box`). The class
     /// locks are all taken (shared) before any object is touched: each
-    /// lock is an atomic read-modify-write, which waits for every earlier
-    /// load, so taking one per object would queue the misses one after
-    /// another again. A hint: a class whose lock is not free at once is
+    /// lock is an atomic read-modify-write, which on x86 waits for every
+    /// earlier load, so taking one per object would queue the misses one
+    /// after another again. A hint: a class whose lock is not free at once is
     /// skipped, and a stale handle reads whatever its slot holds.
     pub fn warm(&self, handles: &[Handle]) -> u8 {
         let handles = &handles[..handles.len().min(WARM_MAX)];

@@ -18,7 +18,9 @@
 //! 1. `Area::inner` — one mutex per swap type; several are taken only by
 //!    [`Zswap::compact`], always in ascending swap type.
 //! 2. the pool's per-size-class read-write locks (inside [`Pool`]), taken
-//!    while an area lock is held, never the other way round.
+//!    while an area lock is held, never the other way round. One thread
+//!    holds several at once only in a batch's read-ahead ([`Pool::warm`]),
+//!    which takes them shared with `try_read` and so never waits.
 //! 3. `Zswap::compressor` (a read-write lock), taken alone, never while
 //!    holding 1 or 2.
 //!
