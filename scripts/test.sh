@@ -8,10 +8,12 @@ cd "$(dirname "$0")/.."
 root=$PWD
 py=${PYTHON:-python3}
 
-echo "== rustfmt, clippy"
+echo "== rustfmt, clippy, rustdoc"
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo clippy --lib --features python --locked -- -D warnings
+# The crate docs: a broken or private intra-doc link fails here.
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --locked
 
 echo "== Rust tests (crate without Python)"
 if cargo nextest --version >/dev/null 2>&1; then

@@ -234,7 +234,7 @@ impl fmt::Debug for Deflate {
 }
 
 impl Deflate {
-    /// `level` must be in [`LEVELS`].
+    /// `level` must be one of ISA-L's levels, 0 to `ISAL_DEF_MAX_LEVEL` (3).
     pub fn new(level: i32) -> Result<Self, String> {
         if !(LEVELS.0..=LEVELS.1).contains(&level) {
             return Err(format!(
