@@ -1000,7 +1000,22 @@ impl Zswap {
             return Ok(LoadSource::SameFilled);
         }
         let (handle, len) = unpack(entry.value);
-        if !exclusive {
+        let decoded = if exclusive {
+            with_scratch(len, |buf| {
+                self.pool.read(handle, buf);
+                // The compressed bytes are in `buf` now; the object can go.
+                inner.index.remove_at(entry.id);
+                self.release(entry);
+                drop(inner);
+                let decoded = self.decompress(entry.tag, buf, out);
+                if decoded.is_err() {
+                    // Put the bytes back so that the failure leaves the cache
+                    // as it was, unless a newer page took the slot meanwhile.
+                    self.restore_exclusive(swap_type, area, offset, entry.tag, buf);
+                }
+                decoded
+            })
+        } else {
             // Zero-copy: decompress straight from the pool object. Its size
             // class lock, taken shared under the area lock (the lock order),
             // pins the object: a free or a compaction move of it needs that
@@ -1008,49 +1023,20 @@ impl Zswap {
             // The area lock is dropped first so other offsets of the area
             // are not held up by the decompression.
             inner.index.touch(entry.id);
-            let decoded = self.pool.with_object(handle, len, |src| {
+            self.pool.with_object(handle, len, |src| {
                 drop(inner);
                 self.decompress(entry.tag, src, out)
-            });
-            if let Err(e) = decoded {
-                self.stats.inc(Counter::DecompressFail);
-                return Err(Error::new(
-                    ErrorKind::Corrupt,
-                    format!(
-                        "page at swap type {swap_type}, offset {offset} failed to decompress: {e}"
-                    ),
-                ));
-            }
-            self.stats.inc(Counter::Zswpin);
-            return Ok(LoadSource::Pool);
+            })
+        };
+        if let Err(e) = decoded {
+            self.stats.inc(Counter::DecompressFail);
+            return Err(Error::new(
+                ErrorKind::Corrupt,
+                format!("page at swap type {swap_type}, offset {offset} failed to decompress: {e}"),
+            ));
         }
-        with_scratch(len, |buf| {
-            self.pool.read(handle, buf);
-            if exclusive {
-                // The compressed bytes are in `buf` now; the object can go.
-                inner.index.remove_at(entry.id);
-                self.release(entry);
-            } else {
-                inner.index.touch(entry.id);
-            }
-            drop(inner);
-            if let Err(e) = self.decompress(entry.tag, buf, out) {
-                self.stats.inc(Counter::DecompressFail);
-                if exclusive {
-                    // Put the bytes back so that the failure leaves the cache as
-                    // it was, unless a newer page took the slot meanwhile.
-                    self.restore_exclusive(swap_type, area, offset, entry.tag, buf);
-                }
-                return Err(Error::new(
-                    ErrorKind::Corrupt,
-                    format!(
-                        "page at swap type {swap_type}, offset {offset} failed to decompress: {e}"
-                    ),
-                ));
-            }
-            self.stats.inc(Counter::Zswpin);
-            Ok(LoadSource::Pool)
-        })
+        self.stats.inc(Counter::Zswpin);
+        Ok(LoadSource::Pool)
     }
 
     fn restore_exclusive(&self, swap_type: u32, area: &Area, offset: u64, tag: u8, bytes: &[u8]) {
