@@ -24,6 +24,7 @@ pub fn load_pages() -> Vec<Vec<u8>> {
 }
 
 /// Median estimate in ns of one benchmark, read back from criterion's output.
+#[allow(dead_code)] // `batch` reads no criterion output.
 pub fn estimate_ns(group: &str, bench: &str) -> Option<f64> {
     let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| "target".into());
     let path = format!("{dir}/criterion/{group}/{bench}/new/estimates.json");
