@@ -15,8 +15,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(usize)]
 pub(crate) enum Counter {
-    /// Stores refused because the pool was at its limit (or above the accept
-    /// threshold after reaching it).
+    /// Stores that found the pool full: at its limit, or, once it reached
+    /// the limit, not yet back down to the accept threshold. Each then made
+    /// room by writing back, or was refused (`reject_reclaim_fail`).
     PoolLimitHit,
     /// Entries written from the pool to the backing file to make room.
     WrittenBackPages,

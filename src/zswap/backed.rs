@@ -216,9 +216,11 @@ impl Zswap {
 
     /// The pool is full: write back its oldest entries until it is at the
     /// accept threshold again. Returns whether there is room now; `Ok(false)`
-    /// if nothing could be written back (no area has a file, or none of its
-    /// entries can go). One thread does this at a time; the others wait and
-    /// then find the room made.
+    /// if it is still above the threshold and nothing more could be written
+    /// back (no area has a file, or none of its entries can go): the pool
+    /// stays full, even below the limit, until it shrinks to the threshold,
+    /// as the kernel's `zswap_pool_reached_full` does. One thread does this
+    /// at a time; the others wait and then find the room made.
     pub(super) fn make_room(&self) -> Result<bool> {
         let _one = self.shrink_lock.lock();
         let limit = self.max_pool_bytes_limit();
@@ -238,7 +240,7 @@ impl Zswap {
                 continue;
             }
             if !self.writeback_any(None)? {
-                return Ok(self.pool.total_bytes() < limit);
+                return Ok(false);
             }
         }
     }

@@ -1729,6 +1729,58 @@ mod tests {
     }
 
     #[test]
+    fn below_the_limit_but_above_the_accept_threshold_stays_full() {
+        // With no file to write back to, a pool that reached its limit
+        // takes no page until it is down to the accept threshold, however
+        // far below the limit it is (the kernel's zswap_pool_reached_full).
+        let limit = 1u64 << 20;
+        let z = Zswap::new(Config {
+            max_pool_bytes: Some(limit),
+            accept_threshold_percent: 50,
+            ..Config::default()
+        })
+        .unwrap();
+        let t = z.swapon(10_000).unwrap();
+        let mut off = 0u64;
+        while z.store(t, off, &text_page(off as u32)).unwrap() == StoreOutcome::Stored {
+            off += 1;
+        }
+        let filled = off;
+        // Drop the oldest entries, compacting, until the pool is under
+        // the limit, but still above half of it.
+        let total = |z: &Zswap| z.stats().pool_total_size;
+        let mut next = 0u64;
+        while total(&z) >= limit {
+            z.invalidate(t, next).unwrap();
+            next += 1;
+            z.compact().unwrap();
+        }
+        assert!(total(&z) > limit / 2, "{} of {limit}", total(&z));
+        let hits = z.stats().pool_limit_hit;
+        for probe in [9_000, 9_001] {
+            assert_eq!(
+                z.store(t, probe, &text_page(7)).unwrap(),
+                StoreOutcome::Rejected(Reject::ReclaimFail),
+                "taken at {} of {limit} bytes",
+                total(&z)
+            );
+        }
+        assert_eq!(z.stats().pool_limit_hit, hits + 2);
+        // Down to the threshold: taken again.
+        while total(&z) > limit / 2 {
+            assert!(next < filled, "the pool does not shrink");
+            z.invalidate(t, next).unwrap();
+            next += 1;
+            z.compact().unwrap();
+        }
+        assert_eq!(
+            z.store(t, 9_000, &text_page(7)).unwrap(),
+            StoreOutcome::Stored
+        );
+        assert_eq!(z.load(t, 9_000).unwrap(), text_page(7));
+    }
+
+    #[test]
     fn poor_compression_drops_the_stale_page() {
         let z = zswap(None);
         let t = z.swapon(4).unwrap();
