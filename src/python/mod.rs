@@ -496,7 +496,10 @@ impl Zswap {
     fn set_shrinker_enabled(&self, py: Python<'_>, on: bool) -> PyResult<()> {
         if on {
             let age = *self.shrinker_age.lock();
-            self.core.start_shrinker(age).map_err(|e| to_py(py, e))
+            // A running shrinker is stopped first, which waits for its
+            // writeback in progress.
+            py.detach(|| self.core.start_shrinker(age))
+                .map_err(|e| to_py(py, e))
         } else {
             py.detach(|| self.core.stop_shrinker());
             Ok(())
@@ -524,7 +527,8 @@ impl Zswap {
         let age = Duration::from_secs_f64(seconds);
         *self.shrinker_age.lock() = age;
         if self.core.shrinker_age().is_some() {
-            self.core.start_shrinker(age).map_err(|e| to_py(py, e))?;
+            py.detach(|| self.core.start_shrinker(age))
+                .map_err(|e| to_py(py, e))?;
         }
         Ok(())
     }
@@ -681,7 +685,10 @@ impl Zswap {
     ) -> PyResult<bool> {
         let t = self.swap_type(swap_type)?;
         let off = self.offset(offset, t)?;
-        self.core.invalidate(t, off).map_err(|e| to_py(py, e))
+        // Freeing a file slot may punch a hole in the file, and the area
+        // lock may be held by a thread writing to it.
+        py.detach(|| self.core.invalidate(t, off))
+            .map_err(|e| to_py(py, e))
     }
 
     /// Move objects out of sparse zspages; returns pages freed.
