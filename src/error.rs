@@ -62,6 +62,12 @@ impl Error {
         Error::new(ErrorKind::Config, message)
     }
 
+    /// The same error, its message prefixed with where it happened.
+    pub(crate) fn context(mut self, what: impl fmt::Display) -> Self {
+        self.message = format!("{what}: {}", self.message);
+        self
+    }
+
     /// What went wrong.
     pub fn kind(&self) -> ErrorKind {
         self.kind

@@ -201,6 +201,39 @@ def test_file_size_limit_raises_efbig_and_loses_nothing(swapdir: Path) -> None:
     assert run.stdout.strip() == "ok"
 
 
+def test_a_fault_stops_store_many_and_says_how_far_it_got(swapdir: Path) -> None:
+    script = textwrap.dedent(
+        f"""
+        import errno, random, resource, signal, zswap_rs
+        from zswap_rs import StoreOutcome
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
+        z = zswap_rs.Zswap()
+        t = z.swapon({str(swapdir / "swap")!r}, pages=256)
+        noise = lambda i: random.Random(i).randbytes(4096)  # the pool refuses these
+        text = lambda i: (b"page %05d text " % i) * 256  # 16 bytes * 256
+        for o in (100, 5):
+            assert z.store(t, o, text(o)) == StoreOutcome.STORED
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 4096, 64 * 4096))
+        offsets = [3, 4, 100, 5]
+        try:
+            z.store_many(t, offsets, b"".join(noise(o) for o in offsets))
+        except zswap_rs.BackingStoreError as e:
+            assert e.errno == errno.EFBIG, e
+            assert e.outcomes == [StoreOutcome.SWAPPED] * 2, e.outcomes
+            assert "offsets[2] = 100" in str(e), e
+        else:
+            raise SystemExit("no error past RLIMIT_FSIZE")
+        # Done before the fault: in the file. At and after it: as they were.
+        assert z.load(t, 3) == noise(3) and z.load(t, 4) == noise(4)
+        assert z.load(t, 100) == text(100) and z.load(t, 5) == text(5)
+        print("ok")
+        """
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "ok"
+
+
 def test_threads_with_writeback_keep_every_page(swapdir: Path) -> None:
     with Zswap(max_pool_bytes=128 << 10) as z:
         t = z.swapon(swapdir / "swap", pages=4 * 64)

@@ -69,6 +69,13 @@ class Zswap:
 
         Every argument is checked before anything is stored (a ``ValueError`` names the
         first bad index); the buffer is read in place and the GIL released for the batch.
+
+        Each page is a store of its own. A fault (``BackingStoreError``, or ``ZswapError``
+        if the area is swapped off meanwhile) stops the batch at the page ``k`` the message
+        names, and the exception's ``outcomes`` lists the outcomes of the ``k`` pages before
+        it, which are done. Page ``k``'s offset holds what it held before; the pages after
+        it were not stored (a hardware compressor that takes several pages at once may have
+        stored some of ``k``'s batch already). Retrying from ``k`` is safe.
         """
     def load_many(self, swap_type: int, offsets: Iterable[int] | Buffer, out: Buffer) -> None:
         """Load the pages at ``offsets`` into one writable buffer of ``len(offsets)`` pages."""

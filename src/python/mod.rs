@@ -593,7 +593,9 @@ impl Zswap {
 
     /// Store `len(offsets)` pages given as one buffer; returns one
     /// `StoreOutcome` per page. Every argument is checked before anything is
-    /// stored, and the GIL is released for the whole batch.
+    /// stored, and the GIL is released for the whole batch. A fault stops
+    /// the batch at page `k`: the exception's `outcomes` lists the `k`
+    /// pages before it, which are done (see the stub).
     fn store_many<'py>(
         &self,
         py: Python<'py>,
@@ -617,11 +619,16 @@ impl Zswap {
                 self.core.store_many(t, &offs, data, &mut outcomes)
             })
         };
-        // Pages stored before a fault stay stored; the error says which failed.
-        result.map_err(|e| to_py(py, e))?;
         let list = PyList::empty(py);
         for o in outcomes {
             list.append(outcome(py, o)?)?;
+        }
+        if let Err(e) = result {
+            // A fault stopped the batch: the pages before the one that
+            // failed are done, and the exception says how they went.
+            let err = to_py(py, e);
+            err.value(py).setattr("outcomes", list)?;
+            return Err(err);
         }
         Ok(list)
     }

@@ -1106,9 +1106,15 @@ impl Zswap {
 
     /// Store `offsets.len()` pages given as one buffer, page `i` at
     /// `offsets[i]`; outcomes go to `outcomes` (cleared first). Every
-    /// argument is checked before anything is stored. A file fault stops the
-    /// batch with an error; the pages before it stay stored (`outcomes`
-    /// says which), the page that failed stays as it was.
+    /// argument is checked before anything is stored.
+    ///
+    /// A fault (the file failing, the area swapped off meanwhile) stops the
+    /// batch at page `k = outcomes.len()`, which the error names: the pages
+    /// before it are done, with those outcomes; page `k`'s offset holds what
+    /// it held before; the pages after it were not stored, except that a
+    /// compressor taking several pages at once (IAA) may already have put
+    /// some of `k`'s chunk into the pool. Each page is a store of its own,
+    /// so a caller can retry from `k`.
     pub fn store_many(
         &self,
         swap_type: u32,
@@ -1119,6 +1125,26 @@ impl Zswap {
         let area = self.check_batch(swap_type, offsets, "pages", pages.len())?;
         outcomes.clear();
         outcomes.reserve(offsets.len());
+        self.store_pages(swap_type, area, offsets, pages, outcomes)
+            .map_err(|e| {
+                let k = outcomes.len();
+                e.context(format_args!(
+                    "store_many stopped at offsets[{k}] = {}, the {k} pages before it stored",
+                    offsets[k]
+                ))
+            })
+    }
+
+    /// `store_many` after its checks: on an error, `outcomes` holds exactly
+    /// the pages finished before the one that failed.
+    fn store_pages(
+        &self,
+        swap_type: u32,
+        area: &Area,
+        offsets: &[u64],
+        pages: &[u8],
+        outcomes: &mut Vec<StoreOutcome>,
+    ) -> Result<()> {
         let batch = self.compressor.read().batch_size();
         if batch <= 1 {
             let chunk_bytes = LOCKSTEP * self.page_size;
@@ -1141,12 +1167,18 @@ impl Zswap {
             let mut comp: Option<Arc<dyn Compressor>> = None;
             let first = outcomes.len();
             for (i, (&o, page)) in chunk_offsets.iter().zip(chunk.chunks_exact(ps)).enumerate() {
-                match self.store_prepare(swap_type, area, o as u32, page)? {
-                    Prepared::Done(outcome) => outcomes.push(outcome),
-                    Prepared::Compress(c) => {
+                match self.store_prepare(swap_type, area, o as u32, page) {
+                    Ok(Prepared::Done(outcome)) => outcomes.push(outcome),
+                    Ok(Prepared::Compress(c)) => {
+                        // Provisional until the page is in the pool.
                         outcomes.push(StoreOutcome::Stored);
                         todo.push(i);
                         comp.get_or_insert(c);
+                    }
+                    Err(e) => {
+                        // The pages waiting to be compressed are not stored.
+                        outcomes.truncate(first + todo.first().map_or(i, |&t| t));
+                        return Err(e);
                     }
                 }
             }
@@ -1167,12 +1199,19 @@ impl Zswap {
             });
             for (&i, r) in todo.iter().zip(stored) {
                 let o = chunk_offsets[i] as u32;
-                outcomes[first + i] = match r? {
-                    Ok(()) => StoreOutcome::Stored,
+                let outcome = r.and_then(|r| match r {
+                    Ok(()) => Ok(StoreOutcome::Stored),
                     Err(why) => {
-                        self.not_taken(swap_type, area, o, &chunk[i * ps..(i + 1) * ps], why)?
+                        self.not_taken(swap_type, area, o, &chunk[i * ps..(i + 1) * ps], why)
                     }
-                };
+                });
+                match outcome {
+                    Ok(outcome) => outcomes[first + i] = outcome,
+                    Err(e) => {
+                        outcomes.truncate(first + i);
+                        return Err(e);
+                    }
+                }
             }
         }
         Ok(())
