@@ -253,8 +253,11 @@ def test_value_errors_name_the_argument_and_range(z: Zswap) -> None:
         z.store(t, 10, text_page(1))
     with pytest.raises(ValueError, match=r"offset -1 is out of range for swap type 0: 0\.\.10"):
         z.load(t, -1)
-    with pytest.raises(ValueError, match=r"offset .* out of range"):
+    with pytest.raises(ValueError, match=r"offset 1208925819614629174706176 is out of .*: 0\.\.10"):
         z.load(t, 1 << 80)
+    with pytest.raises(ValueError, match=r"max_pages must be >= 0, got -1"):
+        z.writeback(-1)
+    assert z.writeback(1 << 80) == 0  # as many as there are: none here
     with pytest.raises(ValueError, match=r"swap_type 7 is not a swap area"):
         z.store(7, 0, text_page(1))
     with pytest.raises(ValueError, match=r"swap_type 40 is out of range: swap types are 0\.\.32"):
@@ -306,6 +309,20 @@ def test_config_errors() -> None:
         Zswap(page_size=1000)
     with pytest.raises(zswap_rs.ConfigError, match="max_pool_bytes"):
         Zswap(max_pool_bytes=0)
+    # Ints too large for any machine type are bad values, not OverflowError,
+    # and each message gives the range that applies.
+    with pytest.raises(
+        zswap_rs.ConfigError, match=r"max_pool_percent must be in 1\.\.=100, got -1"
+    ):
+        Zswap(max_pool_percent=-1)
+    with pytest.raises(
+        zswap_rs.ConfigError, match=r"must be in 1\.\.=100, got 1180591620717411303424"
+    ):
+        Zswap(max_compression_ratio=1 << 70)
+    with pytest.raises(zswap_rs.ConfigError, match="level 1099511627776 is out of range"):
+        Zswap(compressor="zstd", level=1 << 40)
+    with pytest.raises(zswap_rs.ConfigError, match="max_pool_bytes 18446744073709551615 is too"):
+        Zswap(max_pool_bytes=(1 << 64) - 1)
     with Zswap() as z:
         with pytest.raises(zswap_rs.ConfigError, match="unknown compressor"):
             z.compressor = "nope"
@@ -313,6 +330,11 @@ def test_config_errors() -> None:
         with pytest.raises(zswap_rs.ConfigError):
             z.max_pool_percent = 0
         assert z.max_pool_percent == 20
+        with pytest.raises(zswap_rs.ConfigError, match="level"):
+            z.level = 1 << 40
+        with pytest.raises(zswap_rs.ConfigError, match="max_pool_bytes must be positive, got -1"):
+            z.max_pool_bytes = -1
+        assert z.max_pool_bytes is None
 
 
 def test_use_after_close() -> None:

@@ -95,19 +95,65 @@ fn outcome(py: Python<'_>, o: StoreOutcome) -> PyResult<Py<PyAny>> {
 /// An integer argument, with SPEC.md's errors: `TypeError` for a non-int,
 /// `ValueError` (naming the argument) for an int too large for an `i64`.
 fn int_arg(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<i64> {
-    obj.extract::<i64>().map_err(|_| {
-        if obj.is_instance_of::<PyInt>() {
-            PyValueError::new_err(format!("{name} {obj} is out of range"))
-        } else {
-            PyTypeError::new_err(format!(
-                "{name} must be an int, not {}",
-                obj.get_type()
-                    .name()
-                    .map(|n| n.to_string())
-                    .unwrap_or_default()
-            ))
-        }
-    })
+    int_or_huge(obj, name)?
+        .ok_or_else(|| PyValueError::new_err(format!("{name} {obj} is out of range")))
+}
+
+/// An integer argument: `None` for an int too large for an `i64` (the
+/// caller says what range it wanted), `TypeError` for a non-int.
+fn int_or_huge(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Option<i64>> {
+    match obj.extract::<i64>() {
+        Ok(v) => Ok(Some(v)),
+        Err(_) if obj.is_instance_of::<PyInt>() => Ok(None),
+        Err(_) => Err(PyTypeError::new_err(format!(
+            "{name} must be an int, not {}",
+            obj.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        ))),
+    }
+}
+
+fn config_error(py: Python<'_>, msg: String) -> PyErr {
+    exception(py, &CONFIG_ERROR, "ConfigError", (msg,))
+}
+
+/// A compressor level: an int, `ConfigError` if no compressor could take it.
+fn level_arg(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<i32>> {
+    let Some(obj) = obj else { return Ok(None) };
+    match int_or_huge(obj, "level")?.and_then(|l| i32::try_from(l).ok()) {
+        Some(l) => Ok(Some(l)),
+        None => Err(config_error(
+            obj.py(),
+            format!("level {obj} is out of range of every compressor's levels"),
+        )),
+    }
+}
+
+/// `writeback`'s `max_pages`: at least 0; an int beyond `i64` means as many
+/// as there are.
+fn max_pages_arg(obj: &Bound<'_, PyAny>) -> PyResult<usize> {
+    match int_or_huge(obj, "max_pages")? {
+        Some(n) => usize::try_from(n).ok(),
+        None => obj.gt(0)?.then_some(usize::MAX),
+    }
+    .ok_or_else(|| PyValueError::new_err(format!("max_pages must be >= 0, got {obj}")))
+}
+
+/// `max_pool_bytes`: a positive int, else `ConfigError`.
+fn pool_bytes_arg(obj: &Bound<'_, PyAny>) -> PyResult<u64> {
+    match int_or_huge(obj, "max_pool_bytes")? {
+        Some(b) if b > 0 => Ok(b as u64),
+        Some(_) => Err(config_error(
+            obj.py(),
+            format!("max_pool_bytes must be positive, got {obj}"),
+        )),
+        None => Err(config_error(
+            obj.py(),
+            format!("max_pool_bytes {obj} is too large"),
+        )),
+    }
 }
 
 fn type_name(obj: &Bound<'_, PyAny>) -> String {
@@ -300,28 +346,29 @@ impl Zswap {
             })
     }
 
+    /// An offset, at least 0; the core checks the top of the range. An
+    /// int beyond `u64` gets the same error, naming the range, as a
+    /// negative one.
     fn offset(&self, obj: &Bound<'_, PyAny>, swap_type: u32) -> PyResult<u64> {
-        let off = int_arg(obj, "offset")?;
-        u64::try_from(off).map_err(|_| {
+        let off = int_or_huge(obj, "offset")?;
+        off.and_then(|o| u64::try_from(o).ok()).ok_or_else(|| {
             let range = match self.core.area_pages(swap_type) {
                 Some(pages) => format!("0..{pages}"),
                 None => "0..pages of the area".to_string(),
             };
             PyValueError::new_err(format!(
-                "offset {off} is out of range for swap type {swap_type}: {range}"
+                "offset {obj} is out of range for swap type {swap_type}: {range}"
             ))
         })
     }
 
+    /// A percent setting; the core checks the range (`ConfigError`), and an
+    /// int beyond `u32` gets the same message.
     fn percent(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<u32> {
-        let p = int_arg(obj, name)?;
-        u32::try_from(p).map_err(|_| {
-            exception(
-                obj.py(),
-                &CONFIG_ERROR,
-                "ConfigError",
-                (format!("{name} must be in 0..=100, got {p}"),),
-            )
+        let p = int_or_huge(obj, name)?;
+        p.and_then(|p| u32::try_from(p).ok()).ok_or_else(|| {
+            let lo = crate::zswap::percent_min(name);
+            config_error(obj.py(), format!("{name} must be in {lo}..=100, got {obj}"))
         })
     }
 }
@@ -347,7 +394,7 @@ impl Zswap {
     fn new(
         py: Python<'_>,
         compressor: &str,
-        level: Option<i32>,
+        level: Option<&Bound<'_, PyAny>>,
         dictionary: Option<&Bound<'_, PyAny>>,
         max_pool_bytes: Option<&Bound<'_, PyAny>>,
         max_pool_percent: Option<&Bound<'_, PyAny>>,
@@ -362,17 +409,7 @@ impl Zswap {
             Some(v) => Self::percent(v, name),
             None => Ok(default),
         };
-        let max_pool_bytes = match max_pool_bytes {
-            None => None,
-            Some(b) => Some(u64::try_from(int_arg(b, "max_pool_bytes")?).map_err(|_| {
-                exception(
-                    py,
-                    &CONFIG_ERROR,
-                    "ConfigError",
-                    ("max_pool_bytes must be positive".to_string(),),
-                )
-            })?),
-        };
+        let max_pool_bytes = max_pool_bytes.map(pool_bytes_arg).transpose()?;
         let page_size = match page_size {
             Some(p) => usize::try_from(int_arg(p, "page_size")?).unwrap_or(0),
             None => defaults.page_size,
@@ -384,7 +421,7 @@ impl Zswap {
         };
         let config = Config {
             compressor: compressor.to_string(),
-            level,
+            level: level_arg(level)?,
             dictionary,
             max_pool_bytes,
             max_pool_percent: percent(
@@ -477,11 +514,9 @@ impl Zswap {
     }
 
     /// Write back up to `max_pages` of the oldest entries now; returns how many.
-    #[pyo3(signature = (max_pages = 64))]
-    fn writeback(&self, py: Python<'_>, max_pages: i64) -> PyResult<usize> {
-        let n = max_pages;
-        let n = usize::try_from(n)
-            .map_err(|_| PyValueError::new_err(format!("max_pages must be >= 0, got {n}")))?;
+    #[pyo3(signature = (max_pages = None), text_signature = "($self, max_pages=64)")]
+    fn writeback(&self, py: Python<'_>, max_pages: Option<&Bound<'_, PyAny>>) -> PyResult<usize> {
+        let n = max_pages.map_or(Ok(64), max_pages_arg)?;
         py.detach(|| self.core.writeback(n))
             .map_err(|e| to_py(py, e))
     }
@@ -712,7 +747,7 @@ impl Zswap {
         Ok(d)
     }
 
-    /// One dict per size class in use, as zsmalloc's debugfs `classes`.
+    /// One dict per size class, in use or not, as zsmalloc's debugfs `classes`.
     fn pool_classes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let list = PyList::empty(py);
         for c in self.core.pool_classes() {
@@ -789,9 +824,9 @@ impl Zswap {
     }
 
     #[setter]
-    fn set_level(&self, py: Python<'_>, level: Option<i32>) -> PyResult<()> {
+    fn set_level(&self, py: Python<'_>, level: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
         self.core
-            .set_compressor(self.core.compressor_name(), level)
+            .set_compressor(self.core.compressor_name(), level_arg(level)?)
             .map_err(|e| to_py(py, e))
     }
 
@@ -802,10 +837,7 @@ impl Zswap {
 
     #[setter]
     fn set_max_pool_bytes(&self, py: Python<'_>, bytes: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-        let bytes = match bytes {
-            None => None,
-            Some(b) => Some(u64::try_from(int_arg(b, "max_pool_bytes")?).unwrap_or(0)),
-        };
+        let bytes = bytes.map(pool_bytes_arg).transpose()?;
         self.core
             .set_max_pool_bytes(bytes)
             .map_err(|e| to_py(py, e))

@@ -402,7 +402,14 @@ fn physical_ram() -> u64 {
         .unwrap_or(1 << 30)
 }
 
-fn check_percent(name: &str, value: u32, min: u32) -> Result<u32> {
+/// The lowest value a percent setting takes: 0 for the accept threshold
+/// (accept again only once the pool is empty), 1 for the others.
+pub(crate) fn percent_min(name: &str) -> u32 {
+    u32::from(name != "accept_threshold_percent")
+}
+
+fn check_percent(name: &str, value: u32) -> Result<u32> {
+    let min = percent_min(name);
     if (min..=100).contains(&value) {
         Ok(value)
     } else {
@@ -486,17 +493,14 @@ impl Zswap {
             max_pool_percent: AtomicU32::new(check_percent(
                 "max_pool_percent",
                 config.max_pool_percent,
-                1,
             )?),
             accept_threshold_percent: AtomicU32::new(check_percent(
                 "accept_threshold_percent",
                 config.accept_threshold_percent,
-                0,
             )?),
             max_compression_ratio: AtomicU32::new(check_percent(
                 "max_compression_ratio",
                 config.max_compression_ratio,
-                1,
             )?),
             same_filled: AtomicBool::new(config.same_filled),
             exclusive_loads: AtomicBool::new(config.exclusive_loads),
@@ -1429,7 +1433,7 @@ impl Zswap {
     }
 
     pub fn set_max_pool_percent(&self, percent: u32) -> Result<()> {
-        let p = check_percent("max_pool_percent", percent, 1)?;
+        let p = check_percent("max_pool_percent", percent)?;
         self.max_pool_percent.store(p, Relaxed);
         Ok(())
     }
@@ -1439,7 +1443,7 @@ impl Zswap {
     }
 
     pub fn set_accept_threshold_percent(&self, percent: u32) -> Result<()> {
-        let p = check_percent("accept_threshold_percent", percent, 0)?;
+        let p = check_percent("accept_threshold_percent", percent)?;
         self.accept_threshold_percent.store(p, Relaxed);
         Ok(())
     }
@@ -1449,7 +1453,7 @@ impl Zswap {
     }
 
     pub fn set_max_compression_ratio(&self, percent: u32) -> Result<()> {
-        let p = check_percent("max_compression_ratio", percent, 1)?;
+        let p = check_percent("max_compression_ratio", percent)?;
         self.max_compression_ratio.store(p, Relaxed);
         Ok(())
     }
