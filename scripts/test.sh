@@ -22,6 +22,32 @@ else
     cargo test --locked --lib --tests
 fi
 cargo test --locked --doc
+
+echo "== valgrind memcheck over the tests of the unsafe code"
+# The FFI to ISA-L and zstd (fed hostile input by compress_fuzz), the LZO
+# interop, the IAA and NX drivers against their device models, and the
+# O_DIRECT file paths: an invalid read or write, or a use of uninitialised
+# memory, fails the run. Miri (nightly) goes deeper into the IAA driver where
+# it is installed (see tests/hw_iaa.rs); valgrind runs on stable.
+if ! command -v valgrind >/dev/null; then
+    echo "valgrind is missing: apt-get install -y valgrind (.ci/run does)" >&2
+    exit 1
+fi
+memcheck=(compress_fuzz compress_interop hw_iaa hw_nx batch_iaa backing)
+mapfile -t binaries < <(
+    cargo test --locked --no-run --message-format=json "${memcheck[@]/#/--test=}" \
+        | "$py" -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
+        print(m["executable"])'
+)
+if [ ${#binaries[@]} -ne ${#memcheck[@]} ]; then
+    echo "expected ${#memcheck[@]} test binaries for valgrind, found ${#binaries[@]}" >&2
+    exit 1
+fi
+printf '%s\n' "${binaries[@]}" \
+    | xargs -P 2 -I{} valgrind -q --error-exitcode=99 --leak-check=no {} -q
 # Benchmarks are programs, not tests: build them so they cannot rot.
 cargo bench --locked --no-run
 
