@@ -18,7 +18,12 @@ pub enum ErrorKind {
     /// compressor, a bad level, a percent out of range.
     Config,
     /// Nothing is stored at this `(swap_type, offset)`.
-    NotFound { swap_type: u32, offset: u64 },
+    NotFound {
+        /// The swap area looked in.
+        swap_type: u32,
+        /// The slot that holds nothing.
+        offset: u64,
+    },
     /// The cache was closed, or the swap area was swapped off.
     Closed,
     /// The backing swap file could not be created, read or written.

@@ -29,6 +29,8 @@
 //! # Ok::<(), zswap_rs::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod backing;
 pub mod compress;
 pub mod error;

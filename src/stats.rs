@@ -99,21 +99,40 @@ fn shard_index() -> usize {
 /// A copy of every figure at one moment, with names.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StatsSnapshot {
+    /// Bytes of the zspages the pool holds, whole pages.
     pub pool_total_size: u64,
+    /// Entries in the pool, same-filled ones included.
     pub stored_pages: u64,
+    /// Same-filled entries, which take no pool memory.
     pub same_filled_pages: u64,
+    /// Stores that found the pool full (at its limit, or not yet back down
+    /// to the accept threshold).
     pub pool_limit_hit: u64,
+    /// Entries written from the pool to the backing file to make room.
     pub written_back_pages: u64,
+    /// Pages refused because they compressed to more than
+    /// `max_compression_ratio` percent of a page.
     pub reject_compress_poor: u64,
+    /// Pages refused because the compressor failed.
     pub reject_compress_fail: u64,
+    /// Pages refused because the pool (or the index) could not allocate.
     pub reject_alloc_fail: u64,
+    /// Pages refused because the pool was full and nothing could be written
+    /// back to make room.
     pub reject_reclaim_fail: u64,
+    /// Stores to an offset that already held an entry (the old one dropped).
     pub duplicate_entry: u64,
+    /// Loads whose data failed to decompress.
     pub decompress_fail: u64,
+    /// Pages loaded from the pool (vmstat).
     pub zswpin: u64,
+    /// Pages stored into the pool (vmstat).
     pub zswpout: u64,
+    /// Pages written back from the pool (vmstat).
     pub zswpwb: u64,
+    /// Pages read from the backing file (vmstat).
     pub pswpin: u64,
+    /// Pages written to the backing file (vmstat).
     pub pswpout: u64,
     /// zram: uncompressed bytes of the stored pages.
     pub orig_data_size: u64,

@@ -27,6 +27,7 @@ thread_local! {
 pub struct Lz4;
 
 impl Lz4 {
+    /// The compressor; its per-thread tables are made on first use.
     pub fn new() -> Self {
         Lz4
     }

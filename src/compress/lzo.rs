@@ -83,6 +83,7 @@ thread_local! {
 pub struct Lzo;
 
 impl Lzo {
+    /// The compressor; its per-thread hash table is made on first use.
     pub fn new() -> Self {
         Lzo
     }

@@ -31,11 +31,17 @@ use std::sync::Arc;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum CompressorId {
+    /// `lzo`: LZO1X-1, the 2013 zswap default.
     Lzo = 0,
+    /// `lz4`: the lz4_flex block format.
     Lz4 = 1,
+    /// `zstd`, with levels and an optional dictionary.
     Zstd = 2,
+    /// `deflate`: raw deflate through ISA-L.
     Deflate = 3,
+    /// `deflate-iaa`: raw deflate on an Intel IAA.
     DeflateIaa = 4,
+    /// `nx-gzip`: raw deflate on an IBM POWER NX unit.
     NxGzip = 5,
 }
 
@@ -91,7 +97,12 @@ pub enum DecompressError {
     /// The data is not a valid stream for this compressor.
     Corrupt(String),
     /// The stream is valid but does not decode to exactly one page.
-    WrongLength { expected: usize, actual: usize },
+    WrongLength {
+        /// Bytes wanted: the length of the output buffer, one page.
+        expected: usize,
+        /// Bytes the stream decoded to.
+        actual: usize,
+    },
 }
 
 impl fmt::Display for CompressError {
@@ -186,6 +197,7 @@ pub trait Compressor: Send + Sync + fmt::Debug {
 /// What `compressors()` says of one compressor on this machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CompressorInfo {
+    /// The name users choose it by.
     pub name: &'static str,
     /// It can be chosen here.
     pub available: bool,

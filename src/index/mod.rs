@@ -80,9 +80,15 @@ const _: () = assert!(std::mem::size_of::<Node>() == 32);
 /// What the index holds for one offset, as handed to the caller.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EntryRef {
+    /// The entry's slot, stable while it lives.
     pub id: EntryId,
+    /// The swap offset it is stored at.
     pub key: u32,
+    /// The caller's 64-bit value (for zswap: packed pool handle and length,
+    /// or a same-filled page's fill word).
     pub value: u64,
+    /// The caller's 3-bit tag, 0..=[`MAX_TAG`] (for zswap: the compressor id,
+    /// or 7 for a same-filled page).
     pub tag: u8,
 }
 

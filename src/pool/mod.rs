@@ -76,7 +76,12 @@ use zspage::{ClassState, GROUPS};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AllocError {
     /// The object is larger than the largest class (one page).
-    TooLarge { size: usize, max: usize },
+    TooLarge {
+        /// Bytes asked for.
+        size: usize,
+        /// Largest object the pool takes: the page size.
+        max: usize,
+    },
     /// A zero-length object was asked for.
     Empty,
     /// A new zspage could not be allocated: the heap refused, or the class
@@ -103,7 +108,10 @@ impl std::error::Error for AllocError {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PoolConfigError {
     /// The page size is not a power of two in 4096..=65536.
-    BadPageSize { page_size: usize },
+    BadPageSize {
+        /// The page size asked for, in bytes.
+        page_size: usize,
+    },
 }
 
 impl fmt::Display for PoolConfigError {
@@ -127,7 +135,9 @@ pub struct ClassStats {
     pub class: usize,
     /// Slot size in bytes.
     pub size: usize,
+    /// Pages in each zspage of the class, 1 to [`MAX_PAGES_PER_ZSPAGE`].
     pub pages_per_zspage: usize,
+    /// Slots in each zspage: as many as fit its pages.
     pub objs_per_zspage: usize,
     /// Zspages held.
     pub zspages: usize,

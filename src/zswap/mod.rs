@@ -122,8 +122,8 @@ pub struct Config {
     pub max_pool_bytes: Option<u64>,
     /// Pool cap as a percent of physical RAM (the kernel's default is 20).
     pub max_pool_percent: u32,
-    /// Once the limit is hit, refuse stores until the pool shrinks below
-    /// this percent of the limit (the kernel's default is 90): hysteresis so
+    /// Once the limit is hit, refuse stores until the pool shrinks to this
+    /// percent of the limit (the kernel's default is 90): hysteresis so
     /// that a full pool does not flap between taking and refusing pages.
     pub accept_threshold_percent: u32,
     /// Refuse a page that compresses to more than this percent of a page
@@ -405,7 +405,11 @@ fn physical_ram() -> u64 {
 /// The lowest value a percent setting takes: 0 for the accept threshold
 /// (accept again only once the pool is empty), 1 for the others.
 pub(crate) fn percent_min(name: &str) -> u32 {
-    u32::from(name != "accept_threshold_percent")
+    match name {
+        "accept_threshold_percent" => 0,
+        "max_pool_percent" | "max_compression_ratio" => 1,
+        _ => unreachable!("{name} is not a percent setting"),
+    }
 }
 
 fn check_percent(name: &str, value: u32) -> Result<u32> {
@@ -1428,48 +1432,63 @@ impl Zswap {
         }
     }
 
+    /// Pool cap as a percent of physical RAM, 1..=100; in force only while
+    /// no absolute cap is set.
     pub fn max_pool_percent(&self) -> u32 {
         self.max_pool_percent.load(Relaxed)
     }
 
+    /// Set the pool cap as a percent of physical RAM, 1..=100.
     pub fn set_max_pool_percent(&self, percent: u32) -> Result<()> {
         let p = check_percent("max_pool_percent", percent)?;
         self.max_pool_percent.store(p, Relaxed);
         Ok(())
     }
 
+    /// Percent of the pool cap, 0..=100, that a full pool must shrink to
+    /// before stores are taken again.
     pub fn accept_threshold_percent(&self) -> u32 {
         self.accept_threshold_percent.load(Relaxed)
     }
 
+    /// Set the accept threshold, 0..=100 percent of the pool cap (0: only
+    /// once the pool is empty).
     pub fn set_accept_threshold_percent(&self, percent: u32) -> Result<()> {
         let p = check_percent("accept_threshold_percent", percent)?;
         self.accept_threshold_percent.store(p, Relaxed);
         Ok(())
     }
 
+    /// Largest compressed size taken, as a percent of a page, 1..=100.
     pub fn max_compression_ratio(&self) -> u32 {
         self.max_compression_ratio.load(Relaxed)
     }
 
+    /// Set the largest compressed size taken, 1..=100 percent of a page.
     pub fn set_max_compression_ratio(&self, percent: u32) -> Result<()> {
         let p = check_percent("max_compression_ratio", percent)?;
         self.max_compression_ratio.store(p, Relaxed);
         Ok(())
     }
 
+    /// Whether pages of one repeated word are kept as just the word.
     pub fn same_filled(&self) -> bool {
         self.same_filled.load(Relaxed)
     }
 
+    /// Turn same-filled detection on or off for new stores; same-filled
+    /// entries already stored stay readable.
     pub fn set_same_filled(&self, on: bool) {
         self.same_filled.store(on, Relaxed);
     }
 
+    /// Whether `load` also drops the pool entry it serves.
     pub fn exclusive_loads(&self) -> bool {
         self.exclusive_loads.load(Relaxed)
     }
 
+    /// Make later loads drop (`true`) or keep (`false`) the pool entry they
+    /// serve.
     pub fn set_exclusive_loads(&self, on: bool) {
         self.exclusive_loads.store(on, Relaxed);
     }
@@ -1479,6 +1498,9 @@ impl Zswap {
         self.enabled.load(Relaxed)
     }
 
+    /// Take new stores into the pool (`true`), or pass them by (`false`: to
+    /// the backing file, else refused as [`Reject::Disabled`]); loads work
+    /// either way.
     pub fn set_enabled(&self, on: bool) {
         self.enabled.store(on, Relaxed);
     }

@@ -77,6 +77,7 @@ pub struct WqInfo {
     pub name: String,
     /// `iaxX`.
     pub device: String,
+    /// Dedicated or shared (sysfs `mode`): which instruction submits to it.
     pub mode: WqMode,
     /// Descriptors it holds (sysfs `size`).
     pub size: u32,

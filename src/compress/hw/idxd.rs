@@ -37,14 +37,21 @@ pub const IDXD_OP_FLAG_CC: u32 = 0x0100;
 pub const IDXD_OP_FLAG_RD_SRC2_AECS: u32 = 0x01_0000;
 
 // Opcodes (`enum iax_opcode`, include/uapi/linux/idxd.h).
+/// No operation: completes at once, touching no memory but the record.
 pub const IAX_OPCODE_NOOP: u8 = 0x00;
+/// Inflate the raw deflate stream at source 1 into the destination.
 pub const IAX_OPCODE_DECOMPRESS: u8 = 0x42;
+/// Deflate source 1 into the destination with the Huffman codes of the AECS
+/// at source 2.
 pub const IAX_OPCODE_COMPRESS: u8 = 0x43;
 
 // Completion status (`enum iax_completion_status`, include/uapi/linux/idxd.h,
 // and iaa_crypto.h). Compare against `status & DSA_COMP_STATUS_MASK`: bit 7
 // says whether a faulting access was a write.
+/// No status yet: the descriptor is still running (records are zeroed
+/// before submission, so this is what a poll sees until the device writes).
 pub const IAX_COMP_NONE: u8 = 0x00;
+/// Done; `output_size` bytes were written to the destination.
 pub const IAX_COMP_SUCCESS: u8 = 0x01;
 /// A page fault with block-on-fault clear: the operation stopped part way
 /// (`fault_addr`, `bytes_completed` say where). `enum iax_completion_status`
@@ -58,7 +65,9 @@ pub const IAX_COMP_ANALYTICS_ERROR: u8 = 0x0a;
 /// Decompression output overflowed `max_dst_size`
 /// (`IAX_COMP_OUTBUF_OVERFLOW`, iaa_crypto's `IAA_ERROR_DECOMP_BUF_OVERFLOW`).
 pub const IAX_COMP_OUTBUF_OVERFLOW: u8 = 0x0b;
+/// The device does not implement the descriptor's opcode.
 pub const IAX_COMP_BAD_OPCODE: u8 = 0x10;
+/// The descriptor set flags the device refuses; `invalid_flags` says which.
 pub const IAX_COMP_INVALID_FLAGS: u8 = 0x11;
 /// The watchdog expired (`IAA_ERROR_WATCHDOG_EXPIRED`, iaa_crypto.h).
 pub const IAA_ERROR_WATCHDOG_EXPIRED: u8 = 0x24;
@@ -71,13 +80,23 @@ pub const IAA_ERROR_COMP_BUF_OVERFLOW: u8 = 0x19;
 
 // Compression and decompression flags (iaa_crypto.h), in the 16-bit
 // `compr_flags`/`decompr_flags` union of the descriptor.
+/// Compress: write every output bit at the end, the last partial byte
+/// included, rather than hold a tail back for a following descriptor.
 pub const IAA_COMP_FLUSH_OUTPUT: u16 = 1 << 1;
+/// Compress: close the block with an end-of-block symbol, so the output is
+/// a complete deflate stream.
 pub const IAA_COMP_APPEND_EOB: u16 = 1 << 2;
 /// `IAA_COMP_FLAGS`: what iaa_crypto sets for every compression.
 pub const IAA_COMP_FLAGS: u16 = IAA_COMP_FLUSH_OUTPUT | IAA_COMP_APPEND_EOB;
+/// Decompress: decode source 1 as deflate (iaa_crypto sets it for every
+/// decompression).
 pub const IAA_DECOMP_ENABLE: u16 = 1 << 0;
+/// Decompress: write all output at the end, not only whole 8-byte words.
 pub const IAA_DECOMP_FLUSH_OUTPUT: u16 = 1 << 1;
+/// Decompress: report an error unless the stream ends at an end-of-block
+/// symbol.
 pub const IAA_DECOMP_CHECK_FOR_EOB: u16 = 1 << 2;
+/// Decompress: stop at the end-of-block symbol, ignoring any bytes after it.
 pub const IAA_DECOMP_STOP_ON_EOB: u16 = 1 << 3;
 /// `IAA_DECOMP_FLAGS`: what iaa_crypto sets for every decompression.
 pub const IAA_DECOMP_FLAGS: u16 =
@@ -95,6 +114,7 @@ pub const IAX_DECOMPRESS_FLAGS: u32 = IDXD_OP_FLAG_CRAV | IDXD_OP_FLAG_RCR | IDX
 /// accumulator: BFINAL = 1, BTYPE = 01 (fixed Huffman), 3 bits
 /// (`FIXED_HDR | bfinal`, `FIXED_HDR_SIZE`, iaa_crypto_comp_fixed.c).
 pub const FIXED_HDR: u8 = 0x2;
+/// Bits of that header: BFINAL (1) and BTYPE (2).
 pub const FIXED_HDR_SIZE: u32 = 3;
 
 /// `struct iax_hw_desc`: one IAA descriptor, 64 bytes.
@@ -108,17 +128,30 @@ pub struct IaxHwDesc {
     pub flags_opcode: u32,
     /// Where the device writes the [`IaxCompletionRecord`] (64-byte aligned).
     pub completion_addr: u64,
+    /// Virtual address of source 1: the page to compress, or the deflate
+    /// stream to decompress.
     pub src1_addr: u64,
+    /// Virtual address the device writes its output to.
     pub dst_addr: u64,
+    /// Bytes of source 1.
     pub src1_size: u32,
+    /// Interrupt handle for a completion interrupt (`IDXD_OP_FLAG_RCI`);
+    /// zero, since we poll.
     pub int_handle: u16,
     /// `union { compr_flags; decompr_flags; }`.
     pub compr_flags: u16,
     /// Source 2: the AECS for compression.
     pub src2_addr: u64,
+    /// Bytes the device may write at `dst_addr`; output beyond is an
+    /// overflow error, never a write.
     pub max_dst_size: u32,
+    /// Bytes of source 2 (the whole AECS for compression; zero otherwise).
     pub src2_size: u32,
+    /// Flags of the analytics filter operations (scan, extract, ...); zero
+    /// for compress and decompress.
     pub filter_flags: u32,
+    /// Element count of a filter operation's input; zero for compress and
+    /// decompress.
     pub num_inputs: u32,
 }
 
@@ -152,24 +185,44 @@ impl IaxHwDesc {
 #[repr(C, align(64))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct IaxCompletionRecord {
+    /// `IAX_COMP_*` outcome, zero while running; bit 7 marks a fault on a
+    /// write (mask with [`DSA_COMP_STATUS_MASK`]).
     pub status: u8,
+    /// Which analytics error, when `status` is [`IAX_COMP_ANALYTICS_ERROR`]
+    /// (e.g. [`IAA_ERROR_COMP_BUF_OVERFLOW`]).
     pub error_code: u8,
+    /// Further detail of a page fault; not read here (any fault sends the
+    /// page to software).
     pub fault_info: u8,
+    /// Reserved.
     pub rsvd: u8,
+    /// Source bytes processed before the operation stopped, after a fault.
     pub bytes_completed: u32,
+    /// Virtual address whose access faulted.
     pub fault_addr: u64,
+    /// The descriptor flags refused, when `status` is
+    /// [`IAX_COMP_INVALID_FLAGS`].
     pub invalid_flags: u32,
+    /// Reserved.
     pub rsvd2: u32,
     /// Bytes written to the destination.
     pub output_size: u32,
+    /// Valid bits in the last byte written (deflate output need not end on
+    /// a byte boundary).
     pub output_bits: u8,
+    /// Reserved.
     pub rsvd3: u8,
+    /// 16-bit XOR checksum of the uncompressed data.
     pub xor_csum: u16,
     /// CRC-32 of the uncompressed data (compress and decompress alike).
     pub crc: u32,
+    /// Filter operations' smallest (or first) output value; unused here.
     pub min: u32,
+    /// Filter operations' largest (or last) output value; unused here.
     pub max: u32,
+    /// Filter operations' sum of output values; unused here.
     pub sum: u32,
+    /// Reserved.
     pub rsvd4: [u64; 2],
 }
 
@@ -186,15 +239,28 @@ pub const AECS_D_SYMS: usize = 30;
 #[repr(C, align(32))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AecsCompTableRecord {
+    /// CRC-32 carried in from earlier data of the stream; zero, as every
+    /// page is a stream of its own.
     pub crc: u32,
+    /// XOR checksum carried in likewise; zero.
     pub xor_checksum: u32,
+    /// Reserved.
     pub reserved0: [u32; 5],
+    /// How many bits of `output_accum` are valid ([`FIXED_HDR_SIZE`] in
+    /// fixed mode).
     pub num_output_accum_bits: u32,
+    /// Bits the device emits ahead of its own output, least significant
+    /// first: in fixed mode, the block header.
     pub output_accum: [u8; 256],
+    /// Literal/length codes, indexed by symbol, packed as the type says.
     pub ll_sym: [u32; AECS_LL_SYMS],
+    /// Reserved.
     pub reserved1: u32,
+    /// Reserved.
     pub reserved2: u32,
+    /// Distance codes, indexed by symbol, packed as `ll_sym`.
     pub d_sym: [u32; AECS_D_SYMS],
+    /// Reserved; brings the record to 1568 bytes, a multiple of 32.
     pub reserved_padding: [u32; 2],
 }
 
