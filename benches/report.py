@@ -5,9 +5,9 @@ and whether it holds. The Rust-side figures come from the criterion bench
 ``benches/store_load.rs`` (run here as a subprocess); the Python-side ones are
 measured in this process, interleaved with their anchors. Rust's own batch
 calls, the anchor of the Python ones, come from ``benches/batch.rs``, run in
-turns with the Python rounds. This is a program,
-not a test: these machines are shared and noisy, so read the figures, rerun
-when one looks off, and never gate CI on them.
+turns with the Python rounds. This is a program, not a test: these machines
+are shared and noisy, so read the figures, rerun when one looks off, and
+never gate CI on them.
 
     python benches/report.py [--pages target/pages.bin] [--skip-cargo]
 

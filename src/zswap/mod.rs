@@ -1136,9 +1136,9 @@ impl Zswap {
         self.store_pages(swap_type, area, offsets, pages, outcomes)
             .map_err(|e| {
                 let k = outcomes.len();
+                let at = offsets.get(k).copied().unwrap_or_default();
                 e.context(format_args!(
-                    "store_many stopped at offsets[{k}] = {}, the {k} pages before it stored",
-                    offsets[k]
+                    "store_many stopped at offsets[{k}] = {at}, after the {k} pages before it"
                 ))
             })
     }
