@@ -169,17 +169,32 @@ def test_enospc_during_writeback_keeps_pages_in_the_pool(full_fs: Path) -> None:
             assert z.load(t, i) == noise_page(i)
 
 
-def test_file_size_limit_raises_efbig_and_loses_nothing(swapdir: Path) -> None:
+def run_past_file_size_limit(swapfile: Path, body: str) -> None:
+    """Run ``body`` in a child process, which must print "ok". It starts with ``z``, an
+    area ``t`` of 256 pages on ``swapfile``, and ``limit_file_size()``, which makes writes
+    past 64 pages of any file fail with EFBIG (RLIMIT_FSIZE, in the child only)."""
     script = textwrap.dedent(
         f"""
         import errno, random, resource, signal, zswap_rs
+        from zswap_rs import StoreOutcome
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
         z = zswap_rs.Zswap()
-        t = z.swapon({str(swapdir / "swap")!r}, pages=256)
+        t = z.swapon({str(swapfile)!r}, pages=256)
+        def limit_file_size():
+            resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 4096, 64 * 4096))
+        """
+    ) + textwrap.dedent(body)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "ok"
+
+
+def test_file_size_limit_raises_efbig_and_loses_nothing(swapdir: Path) -> None:
+    body = """
         page = lambda i: random.Random(i).randbytes(4096)
         z.enabled = False
         z.store(t, 2, page(2))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 4096, 64 * 4096))
+        limit_file_size()
         try:
             z.store(t, 100, page(100))
         except zswap_rs.BackingStoreError as e:
@@ -195,25 +210,16 @@ def test_file_size_limit_raises_efbig_and_loses_nothing(swapdir: Path) -> None:
             raise SystemExit("a failed store left a page behind")
         print("ok")
         """
-    )
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == "ok"
+    run_past_file_size_limit(swapdir / "swap", body)
 
 
 def test_a_fault_stops_store_many_and_says_how_far_it_got(swapdir: Path) -> None:
-    script = textwrap.dedent(
-        f"""
-        import errno, random, resource, signal, zswap_rs
-        from zswap_rs import StoreOutcome
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
-        z = zswap_rs.Zswap()
-        t = z.swapon({str(swapdir / "swap")!r}, pages=256)
+    body = """
         noise = lambda i: random.Random(i).randbytes(4096)  # the pool refuses these
         text = lambda i: (b"page %05d text " % i) * 256  # 16 bytes * 256
         for o in (100, 5):
             assert z.store(t, o, text(o)) == StoreOutcome.STORED
-        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 4096, 64 * 4096))
+        limit_file_size()
         offsets = [3, 4, 100, 5]
         try:
             z.store_many(t, offsets, b"".join(noise(o) for o in offsets))
@@ -228,10 +234,7 @@ def test_a_fault_stops_store_many_and_says_how_far_it_got(swapdir: Path) -> None
         assert z.load(t, 100) == text(100) and z.load(t, 5) == text(5)
         print("ok")
         """
-    )
-    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() == "ok"
+    run_past_file_size_limit(swapdir / "swap", body)
 
 
 def test_threads_with_writeback_keep_every_page(swapdir: Path) -> None:
