@@ -12,45 +12,26 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 /// One counter of [`Stats`]; the discriminant is its place in a shard.
+/// Each is the [`StatsSnapshot`] field of the same name, which says what it
+/// counts; the last three are gauges.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(usize)]
 pub(crate) enum Counter {
-    /// Stores that found the pool full: at its limit, or, once it reached
-    /// the limit, not yet back down to the accept threshold. Each then made
-    /// room by writing back, or was refused (`reject_reclaim_fail`).
     PoolLimitHit,
-    /// Entries written from the pool to the backing file to make room.
     WrittenBackPages,
-    /// Pages refused because they compressed to more than
-    /// `max_compression_ratio` percent of a page.
     RejectCompressPoor,
-    /// Pages refused because the compressor failed.
     RejectCompressFail,
-    /// Pages refused because the pool (or the index) could not allocate.
     RejectAllocFail,
-    /// Pages refused because the pool was full and nothing could be written
-    /// back to make room (no backing file, or writeback failed).
     RejectReclaimFail,
-    /// Stores to an offset that already held an entry; the old one is dropped.
     DuplicateEntry,
-    /// Loads whose data failed to decompress (`CorruptPageError`).
     DecompressFail,
-    /// Pages loaded from the pool (vmstat).
     Zswpin,
-    /// Pages stored into the pool (vmstat).
     Zswpout,
-    /// Pages written back from the pool (vmstat).
     Zswpwb,
-    /// Pages read from the backing file (vmstat).
     Pswpin,
-    /// Pages written to the backing file (vmstat).
     Pswpout,
-    /// Gauge: entries in the pool, same-filled ones included.
     StoredPages,
-    /// Gauge: same-filled entries (they take no pool memory).
     SameFilledPages,
-    /// Gauge: compressed bytes held in the pool (exact lengths, before
-    /// size-class rounding).
     ComprDataSize,
 }
 
@@ -101,12 +82,13 @@ fn shard_index() -> usize {
 pub struct StatsSnapshot {
     /// Bytes of the zspages the pool holds, whole pages.
     pub pool_total_size: u64,
-    /// Entries in the pool, same-filled ones included.
+    /// Gauge: entries in the pool, same-filled ones included.
     pub stored_pages: u64,
-    /// Same-filled entries, which take no pool memory.
+    /// Gauge: same-filled entries, which take no pool memory.
     pub same_filled_pages: u64,
-    /// Stores that found the pool full (at its limit, or not yet back down
-    /// to the accept threshold).
+    /// Stores that found the pool full: at its limit, or, once it reached
+    /// the limit, not yet back down to the accept threshold. Each then made
+    /// room by writing back, or was refused (`reject_reclaim_fail`).
     pub pool_limit_hit: u64,
     /// Entries written from the pool to the backing file to make room.
     pub written_back_pages: u64,
@@ -118,11 +100,11 @@ pub struct StatsSnapshot {
     /// Pages refused because the pool (or the index) could not allocate.
     pub reject_alloc_fail: u64,
     /// Pages refused because the pool was full and nothing could be written
-    /// back to make room.
+    /// back to make room (no backing file, or writeback failed).
     pub reject_reclaim_fail: u64,
-    /// Stores to an offset that already held an entry (the old one dropped).
+    /// Stores to an offset that already held an entry; the old one is dropped.
     pub duplicate_entry: u64,
-    /// Loads whose data failed to decompress.
+    /// Loads whose data failed to decompress (`CorruptPageError`).
     pub decompress_fail: u64,
     /// Pages loaded from the pool (vmstat).
     pub zswpin: u64,
@@ -136,7 +118,8 @@ pub struct StatsSnapshot {
     pub pswpout: u64,
     /// zram: uncompressed bytes of the stored pages.
     pub orig_data_size: u64,
-    /// zram: compressed bytes of the stored pages.
+    /// zram: compressed bytes of the stored pages (a gauge; exact lengths,
+    /// before size-class rounding).
     pub compr_data_size: u64,
     /// zram: memory the pool holds, allocator overhead included.
     pub mem_used_total: u64,
