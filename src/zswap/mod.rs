@@ -1811,15 +1811,20 @@ mod tests {
             off += 1;
         }
         let filled = off;
-        // Drop the oldest entries, compacting, until the pool is under
-        // the limit, but still above half of it.
+        // Drop the oldest entries, compacting, while the pool is above
+        // `bytes`.
         let total = |z: &Zswap| z.stats().pool_total_size;
         let mut next = 0u64;
-        while total(&z) >= limit {
-            z.invalidate(t, next).unwrap();
-            next += 1;
-            z.compact().unwrap();
-        }
+        let mut shrink_to = |bytes: u64| {
+            while total(&z) > bytes {
+                assert!(next < filled, "the pool does not shrink");
+                z.invalidate(t, next).unwrap();
+                next += 1;
+                z.compact().unwrap();
+            }
+        };
+        // Under the limit, but still above half of it.
+        shrink_to(limit - 1);
         assert!(total(&z) > limit / 2, "{} of {limit}", total(&z));
         let hits = z.stats().pool_limit_hit;
         for probe in [9_000, 9_001] {
@@ -1832,12 +1837,7 @@ mod tests {
         }
         assert_eq!(z.stats().pool_limit_hit, hits + 2);
         // Down to the threshold: taken again.
-        while total(&z) > limit / 2 {
-            assert!(next < filled, "the pool does not shrink");
-            z.invalidate(t, next).unwrap();
-            next += 1;
-            z.compact().unwrap();
-        }
+        shrink_to(limit / 2);
         assert_eq!(
             z.store(t, 9_000, &text_page(7)).unwrap(),
             StoreOutcome::Stored
