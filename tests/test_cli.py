@@ -24,6 +24,8 @@ from cli_helpers import run_cli
 
 import zswap_rs
 from zswap_rs import cli
+from zswap_rs.cli import library, report
+from zswap_rs.cli.profile import CompressorResult
 
 PS = 4096
 CHILD_PAGES = 2048  # 8 MiB of the child's own, on top of the interpreter's heap
@@ -84,7 +86,7 @@ def parse_table(stdout: str) -> dict[str, dict[str, str]]:
     lines = stdout.splitlines()
     header_at = next(i for i, line in enumerate(lines) if line.startswith("compressor "))
     header = re.split(r"\s{2,}", lines[header_at].strip())
-    assert header == list(cli.TABLE_COLUMNS)
+    assert header == list(report.PROFILE_COLUMNS)
     rows = {}
     for line in lines[header_at + 1 :]:
         cells = re.split(r"\s{2,}", line.strip())
@@ -315,7 +317,7 @@ def test_mismatch_is_reported_as_a_bug(
         ZswapError=zswap_rs.ZswapError,
         __version__=zswap_rs.__version__,
     )
-    monkeypatch.setattr(cli, "_zswap", lambda: fake)
+    monkeypatch.setattr(library, "zswap", lambda: fake)
     code = cli.main(["profile", "--pid", str(child.pid), "--compressor", "lz4", "--json"])
     out, err = capsys.readouterr()
     assert code == 1
@@ -357,8 +359,8 @@ def test_version_and_help() -> None:
 # Formatting, from made-up stats
 
 
-def made_up_result() -> cli.CompressorResult:
-    return cli.CompressorResult(
+def made_up_result() -> CompressorResult:
+    return CompressorResult(
         compressor="lz4",
         pages=1000,
         page_size=PS,
@@ -386,20 +388,20 @@ def test_figures_from_stats() -> None:
     assert r.overhead_pct == pytest.approx(5.0)
     assert r.store_ns_per_page == pytest.approx(2500)
     assert r.load_ns_per_page == pytest.approx(1000)
-    assert cli.table_row(r) == [
+    assert report.profile_row(r) == [
         "lz4", "1000", "15.0%", "4.00x", "5.0%", "840.0 KiB", "800.0 KiB", "5.0%", "2500", "1000",
     ]  # fmt: skip
-    empty = cli.CompressorResult("zstd", 10, PS, {"SAME_FILLED": 10}, 100, 50, 10, {})
+    empty = CompressorResult("zstd", 10, PS, {"SAME_FILLED": 10}, 100, 50, 10, {})
     assert empty.ratio is None and empty.overhead_pct is None
-    assert cli.table_row(empty)[3] == "-"
+    assert report.profile_row(empty)[3] == "-"
 
 
 def test_table_is_aligned() -> None:
     rows = [
-        cli.table_row(made_up_result()),
+        report.profile_row(made_up_result()),
         ["deflate-iaa", "7", "-", "-", "-", "0 B", "0 B", "-", "1", "2"],
     ]
-    lines = cli.format_table(cli.TABLE_COLUMNS, rows).splitlines()
+    lines = report.format_table(report.PROFILE_COLUMNS, rows).splitlines()
     assert len(lines) == 3
     assert len({len(line) for line in lines}) == 1  # right-aligned numbers end together
     assert lines[2].startswith("deflate-iaa ")
@@ -417,7 +419,7 @@ def test_progress_bar_only_on_a_terminal() -> None:
             pass
 
     tty = Tty()
-    with cli.Progress("reading", 200, stream=tty) as bar:  # type: ignore[arg-type]
+    with report.Progress("reading", 200, stream=tty) as bar:  # type: ignore[arg-type]
         bar.update(90, force=True)
     assert "\rreading [#############.................]  45% 90/200 pages" in tty
     assert tty[-1].strip() == ""  # the line is cleared at the end
@@ -427,7 +429,7 @@ def test_progress_bar_only_on_a_terminal() -> None:
             return False
 
     pipe = Pipe()
-    with cli.Progress("reading", 200, stream=pipe) as bar:  # type: ignore[arg-type]
+    with report.Progress("reading", 200, stream=pipe) as bar:  # type: ignore[arg-type]
         bar.update(90, force=True)
     assert pipe == []
 

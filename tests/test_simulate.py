@@ -1,4 +1,4 @@
-"""`zswap-rs simulate` (`zswap_rs._simulate`): the trace, the RAM budget, the command.
+"""`zswap-rs simulate` (`zswap_rs.simulate`): the trace, the RAM budget, the command.
 
 The model is tested twice over. In-process against `FakeZswap`, a small
 pure-Python stand-in (a dict pool of zlib-compressed pages with LRU writeback
@@ -29,8 +29,10 @@ import pytest
 from cli_helpers import run_cli
 
 import zswap_rs
-from zswap_rs import _procmem, _simulate, cli
-from zswap_rs._simulate import OP_FREE, Config, SimulateError, trace
+from zswap_rs import _procmem, cli
+from zswap_rs._command_error import CommandError
+from zswap_rs.cli import library, report
+from zswap_rs.simulate import OP_FREE, Config, Simulation, model, plan_build, simulate, trace
 
 PS = 4096
 #: A small experiment: a 2 MiB budget (512 pages) and jobs of 21-64 pages, so
@@ -228,8 +230,7 @@ def test_trace_same_build_at_every_n_and_working_set_grows() -> None:
             peak = max(peak, len(live))
         touched[n] = ops
         peak_live[n] = peak
-        plans, _ = _simulate.plan_build(SMALL, len(PAGES))
-        assert peak <= _simulate.area_pages(SMALL, plans, n)
+        assert peak <= plan_build(SMALL, len(PAGES)).area_pages(n)
     assert touched[1] == touched[4] == touched[32]
     assert peak_live[1] < peak_live[4] < peak_live[32]
     # At N = 32 the pages live at once are far beyond the 512-page budget.
@@ -237,18 +238,18 @@ def test_trace_same_build_at_every_n_and_working_set_grows() -> None:
 
 
 def test_touch_count() -> None:
-    plans, _ = _simulate.plan_build(SMALL, len(PAGES))
+    build = plan_build(SMALL, len(PAGES))
     for n in (1, 7):
         events = Counter(e[0] == OP_FREE for e in trace(SMALL, n, len(PAGES)))
-        assert events[False] == _simulate.count_touches(SMALL, plans)
-        assert events[True] == sum(p.pages for p in plans)
+        assert events[False] == build.touches
+        assert events[True] == sum(p.pages for p in build.plans)
 
 
 def test_writes_change_a_few_bytes_only() -> None:
     page = bytearray(PAGES[0])
     for _ in range(100):
         before = bytes(page)
-        _simulate._mutate(page, random.getrandbits(32), PS)
+        model.mutate(page, random.getrandbits(32), PS)
         assert len(page) == PS
         assert sum(a != b for a, b in zip(before, page, strict=True)) <= 64
 
@@ -257,10 +258,10 @@ def test_writes_change_a_few_bytes_only() -> None:
 # The experiment on the fake
 
 
-def run_fake(tmp_path: Path, config: Config = SMALL) -> tuple[_simulate.Simulation, str]:
+def run_fake(tmp_path: Path, config: Config = SMALL) -> tuple[Simulation, str]:
     log = io.StringIO()
     config = replace(config, swap_dir=str(tmp_path))
-    sim = _simulate.simulate(FAKE, config, PAGES, {"kind": "test"}, log=log)
+    sim = simulate(FAKE, config, PAGES, {"kind": "test"}, log=log)
     return sim, log.getvalue()
 
 
@@ -344,7 +345,7 @@ def test_plot_from_fake(tmp_path: Path) -> None:
     (tmp_path / "swap").mkdir()
     sim, _ = run_fake(tmp_path / "swap")
     out = tmp_path / "sim.png"
-    _simulate.plot(sim, str(out), "test")
+    report.plot_simulation(sim, str(out), "test")
     assert out.read_bytes().startswith(b"\x89PNG")
 
 
@@ -361,7 +362,7 @@ def test_bad_configs_are_refused() -> None:
         ({"swap_dir": "/nonexistent/zswap-rs"}, "--swap-dir"),
     ]
     for bad, message in cases:
-        with pytest.raises(SimulateError, match=message) as e:
+        with pytest.raises(CommandError, match=message) as e:
             replace(SMALL, **bad).check()
         assert e.value.code == 2
 
@@ -391,7 +392,7 @@ def test_cli_wiring_on_fake(
     fake = SimpleNamespace(
         Zswap=FakeZswap, compressors=zswap_rs.compressors, __version__=zswap_rs.__version__
     )
-    monkeypatch.setattr(cli, "_zswap", lambda: fake)
+    monkeypatch.setattr(library, "zswap", lambda: fake)
     args = ["simulate", "--pages", str(dump), *SMALL_ARGS, "--seed", "3"]
     args += ["--swap-dir", str(tmp_path)]
     assert cli.main(args) == 0

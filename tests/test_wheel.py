@@ -49,7 +49,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_wheel_is_abi3_and_carries_the_package(wheel: Path) -> None:
     assert "-cp311-abi3-" in wheel.name, wheel.name
     names = zipfile.ZipFile(wheel).namelist()
-    for member in ("__init__.py", "cli.py", "py.typed", "_zswap_rs.pyi"):
+    for member in ("__init__.py", "cli/__init__.py", "py.typed", "_zswap_rs.pyi"):
         assert f"zswap_rs/{member}" in names, member
     assert any(n.startswith("zswap_rs/_zswap_rs.") and n.endswith(".so") for n in names)
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))

@@ -1,0 +1,92 @@
+"""`zswap-rs info`: the version, the page size, the machine and each compressor here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from typing import Any
+
+from .. import _procmem
+from .._command_error import EXIT_OK
+from . import library, report
+from .library import PAGE_SIZE
+from .options import Command, add_output
+
+__all__ = ["COMMAND"]
+
+
+def _cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "cpu", "Processor"):
+                    return value.strip()
+    except OSError:
+        pass
+    return None
+
+
+def _compressors() -> dict[str, dict[str, Any]]:
+    return {
+        name: {
+            "available": bool(info.available),
+            "hardware": bool(info.hardware),
+            "reason": info.reason or None,
+        }
+        for name, info in library.zswap().compressors().items()
+    }
+
+
+def _print_text(doc: dict[str, Any]) -> None:
+    print(f"zswap-rs {doc['version']}")
+    print(
+        f"page size: {PAGE_SIZE} bytes (zswap-rs default); "
+        f"{doc['system_page_size']} bytes (this kernel)"
+    )
+    cpu = doc["cpu"]
+    print(f"machine: {doc['machine']}" + (f", {cpu}" if cpu else ""))
+    print("compressors:")
+    rows = [
+        [
+            name,
+            "yes" if c["available"] else "no",
+            "yes" if c["hardware"] else "no",
+            "" if c["available"] else (c["reason"] or ""),
+        ]
+        for name, c in doc["compressors"].items()
+    ]
+    header = ["name", "available", "hardware", "why not"]
+    table = report.format_table(header, rows, left=len(header))
+    print("\n".join("  " + line for line in table.splitlines()))
+    hardware = doc["hardware_found"]
+    print("hardware found: " + (", ".join(hardware) if hardware else "none"))
+
+
+def run(args: argparse.Namespace) -> int:
+    compressors = _compressors()
+    doc = {
+        "version": library.version(),
+        "page_size": PAGE_SIZE,
+        "system_page_size": _procmem.system_page_size(),
+        "machine": platform.machine(),
+        "cpu": _cpu_model(),
+        "compressors": compressors,
+        "hardware_found": [n for n, c in compressors.items() if c["hardware"] and c["available"]],
+    }
+    if args.json:
+        print(json.dumps(doc, indent=2))
+    else:
+        _print_text(doc)
+    return EXIT_OK
+
+
+COMMAND = Command(
+    name="info",
+    help="version, page size, compressors and the hardware found",
+    description="Print the version, the page size and each compressor: available "
+    "here or not (and why), software or hardware.",
+    add_arguments=lambda p: add_output(p, json_help="print a JSON document", plot_help=None),
+    run=run,
+)
