@@ -37,6 +37,7 @@ pub mod error;
 pub mod index;
 pub mod lru;
 pub mod pool;
+pub mod region;
 pub mod stats;
 mod zswap;
 
@@ -48,6 +49,7 @@ mod python;
 
 pub use backing::FileOptions;
 pub use error::{Error, ErrorKind, Result};
+pub use region::{userfaultfd_status, Region, RegionOptions, RegionStats};
 pub use stats::StatsSnapshot;
 pub use zswap::{
     same_filled_word, BackingInfo, Config, LoadSource, Reject, StoreOutcome, Zswap, MAX_AREA_PAGES,

@@ -1,0 +1,916 @@
+//! Regions: a program's memory beyond its RAM budget, through zswap.
+//!
+//! A [`Region`] is a range of anonymous memory registered with
+//! userfaultfd, of which at most `budget` bytes are resident. The rest lives
+//! in a swap area of its [`Zswap`]: compressed in the pool, or in the area's
+//! swap file when the pool does not take it. The program uses the memory as
+//! memory (any thread, and the kernel too: `read(2)` into it, `write(2)`
+//! from it); one handler thread serves its faults.
+//!
+//! # How a page moves
+//!
+//! * **Fault in.** A missing page faults to the handler. A page stored in
+//!   the area (slot `i` is the region's page `i`) is loaded into a buffer and
+//!   mapped with `UFFDIO_COPY`; a page never touched is the shared zero page
+//!   (`UFFDIO_ZEROPAGE`) on a read, a fresh zeroed page on a write. A read
+//!   maps the page write-protected and keeps its stored copy (loads are not
+//!   exclusive): the page is *clean*.
+//! * **First write to a clean page.** The write-protect fault tells the
+//!   handler the stored copy is stale: it is invalidated and the page made
+//!   writable (*dirty*). A write fault on a missing page maps it dirty at
+//!   once, so a write costs one fault, not two.
+//! * **Eviction**, when a fault would take the region past its budget: the
+//!   oldest resident pages, in fault order, with a second chance for pages
+//!   written since (CLOCK). A clean victim is dropped with `MADV_DONTNEED`
+//!   (`clean_evictions`): no compression at all, since its copy is still in
+//!   the pool or the file. That is race-free because the page is write
+//!   protected: a write to it waits in a write-protect fault for the
+//!   handler, which is busy evicting; after the drop, the write retries and
+//!   finds the page missing. A dirty victim is taken out with `UFFDIO_MOVE`
+//!   into a staging range registered with the same userfaultfd: the move
+//!   clears the page table entry atomically, so a racing write either
+//!   landed before it (and is in the moved page) or faults after it and
+//!   waits for the handler. The staged page is then stored through the same
+//!   store path as any page (same-filled pages, compression limits, the
+//!   pool limit and its writeback), or forgotten if it is all zeros.
+//!
+//! # Why this design (measured on a 2-vCPU VM, see the README)
+//!
+//! The other design, write-protect + copy + `MADV_DONTNEED`, needs the same
+//! write-protect faults and an extra copy per eviction; `UFFD_FEATURE_WP_ASYNC`
+//! with `PAGEMAP_SCAN` would spare the write-protect fault, but an async
+//! write-protect fault is resolved by the kernel without telling the
+//! handler, so a write between the scan and the drop of a "clean" page
+//! would be lost, and `UFFDIO_MOVE` does not carry the write-protect bit to
+//! the staging page to check afterwards. Synchronous write protection is
+//! the one that is both correct and cheap: one extra fault only for a page
+//! read first and written later.
+//!
+//! Recency: user space cannot read the page table's accessed bits without
+//! root (idle page tracking), and `PAGEMAP_SCAN` reports writes, not reads.
+//! So recency is what the handler sees: faults (queue order) plus
+//! write-protect faults (a second chance). Reads of resident pages are
+//! invisible; the order is FIFO for them, as the kernel's own is for pages
+//! whose accessed bit it has not sampled.
+//!
+//! Read-ahead: a fault on the page after the previous fault's run maps a
+//! run twice as long (up to [`READAHEAD_MAX`] pages) in one `UFFDIO_COPY`,
+//! so a scan pays one fault per run, not per page.
+//!
+//! # Fork
+//!
+//! The region and its staging range are `MADV_DONTFORK`: a child process
+//! has no mapping there (an access is `SIGSEGV`), so it never reads wrong
+//! bytes; the handler thread does not exist in a child either.
+//!
+//! # Lock order
+//!
+//! `Shared::state` is taken before any of the cache's locks (the store and
+//! load calls take them). Whoever holds `state` never touches region memory,
+//! only the staging range (whose pages it moved there itself, so they are
+//! present) and its own buffer: a fault on region memory needs the handler,
+//! which needs `state`.
+
+pub mod uffd;
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::{Config, FileOptions, StoreOutcome, Zswap, MAX_AREA_PAGES};
+use uffd::{Msg, Uffd};
+
+/// Longest read-ahead run, in pages (128 KiB with 4 KiB pages): long enough
+/// that a scan's fault cost is spread over many pages, short enough that a
+/// run mistaken for sequential costs little.
+pub const READAHEAD_MAX: usize = 32;
+
+/// Pages of the staging range, and so the most dirty pages evicted per
+/// `MADV_DONTNEED` of it.
+const STAGING_PAGES: usize = 32;
+
+/// An eviction frees at least this many pages (or an eighth of the
+/// budget, if less), so that its fixed costs (a madvise, the queue walk) are
+/// shared by several faults.
+const EVICT_BATCH: usize = 16;
+
+/// How long the handler polls for the next fault before it sleeps in
+/// poll(2) by default. Zero: a wake-up per fault costs two cross-CPU
+/// wake-ups (about 78 us here, see the README), but spinning steals a CPU
+/// from the program on a small machine.
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
+
+// Per-page flags in `State::pages`.
+/// Mapped in the region.
+const RESIDENT: u8 = 1;
+/// The area holds a copy of the page that is still current: for a
+/// resident page, it has not been written since it was loaded (and is write
+/// protected).
+const STORED: u8 = 2;
+/// Written since it entered the CLOCK queue's current lap: a second chance.
+const REFERENCED: u8 = 4;
+
+/// A region's counters, beside its cache's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RegionStats {
+    /// Missing-page faults served (read-ahead pages not counted).
+    pub faults: u64,
+    /// Write-protect faults: first writes to clean pages.
+    pub wp_faults: u64,
+    /// Pages mapped as zeros: never touched, or evicted as all zeros.
+    pub zero_fills: u64,
+    /// Pages evicted (clean ones included).
+    pub evictions: u64,
+    /// Evicted pages whose stored copy was current: dropped, not compressed.
+    pub clean_evictions: u64,
+    /// Pages mapped by read-ahead, beyond the faulting one.
+    pub prefetched: u64,
+    /// Victims kept resident: the store failed (the file full, ENOSPC) or
+    /// the page was pinned (`O_DIRECT` I/O in flight).
+    pub kept_resident: u64,
+    /// Faults that could not be served (the stored page failed its check,
+    /// or a kernel call failed): the thread got `SIGBUS`, as the kernel
+    /// does on a swap-in read error.
+    pub fault_errors: u64,
+    /// Pages mapped now.
+    pub resident_pages: u64,
+}
+
+impl RegionStats {
+    /// Every figure as `(name, value)`.
+    pub fn named(&self) -> [(&'static str, u64); 9] {
+        [
+            ("faults", self.faults),
+            ("wp_faults", self.wp_faults),
+            ("zero_fills", self.zero_fills),
+            ("evictions", self.evictions),
+            ("clean_evictions", self.clean_evictions),
+            ("prefetched", self.prefetched),
+            ("kept_resident", self.kept_resident),
+            ("fault_errors", self.fault_errors),
+            ("resident_pages", self.resident_pages),
+        ]
+    }
+}
+
+/// How a region is made, beyond its size and budget.
+#[derive(Clone, Debug, Default)]
+pub struct RegionOptions {
+    /// The swap file; `None`: a private, unlinked, sparse file in the
+    /// temporary directory.
+    pub path: Option<PathBuf>,
+    /// How long the handler polls before sleeping; `None`: [`DEFAULT_SPIN`].
+    pub spin: Option<Duration>,
+}
+
+/// An anonymous mapping, unmapped on drop.
+struct Mapping {
+    addr: usize,
+    len: usize,
+}
+
+impl Mapping {
+    fn new(len: usize) -> io::Result<Mapping> {
+        // SAFETY: a fresh private anonymous mapping at an address the kernel
+        // chooses; nothing else refers to it.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let m = Mapping {
+            addr: p as usize,
+            len,
+        };
+        // Small pages only (UFFDIO_MOVE refuses large folios), and no
+        // mapping in a child process (see the module docs on fork).
+        m.advise(0, len, libc::MADV_NOHUGEPAGE)?;
+        m.advise(0, len, libc::MADV_DONTFORK)?;
+        Ok(m)
+    }
+
+    fn advise(&self, offset: usize, len: usize, advice: libc::c_int) -> io::Result<()> {
+        debug_assert!(offset + len <= self.len);
+        // SAFETY: the range lies inside this mapping; the advice values
+        // used (NOHUGEPAGE, DONTFORK, DONTNEED) change no memory that Rust
+        // references: DONTNEED is used only on pages whose contents are
+        // stored elsewhere or no longer wanted.
+        let r = unsafe { libc::madvise((self.addr + offset) as *mut _, len, advice) };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: unmapping the mapping this value owns, once.
+        unsafe { libc::munmap(self.addr as *mut _, self.len) };
+    }
+}
+
+/// What the handler and the budget setter share, under `Shared::state`.
+struct State {
+    /// Flags per page (`RESIDENT`, `STORED`, `REFERENCED`).
+    pages: Vec<u8>,
+    /// Resident pages, oldest fault first (CLOCK's circle); may hold pages
+    /// that are no longer resident, skipped when met.
+    queue: VecDeque<u32>,
+    /// Resident pages (the `RESIDENT` flags set).
+    resident: usize,
+    /// The page after the last fault's run: a fault there continues a scan.
+    next_seq: usize,
+    /// Pages to map at the next sequential fault.
+    window: usize,
+    /// Load buffer of `READAHEAD_MAX` pages, page-aligned (UFFDIO_COPY's
+    /// source must be).
+    buf: Mapping,
+    stats: RegionStats,
+}
+
+/// Fields drop in order: the mappings go before the userfaultfd closes,
+/// so that no access is ever served by the kernel's zero-fill instead.
+struct Shared {
+    region: Mapping,
+    staging: Mapping,
+    uffd: Uffd,
+    zswap: Arc<Zswap>,
+    swap_type: u32,
+    /// Bytes the program asked for (the mapping is rounded up to pages).
+    size: usize,
+    page: usize,
+    budget_pages: AtomicUsize,
+    state: Mutex<State>,
+    stop: AtomicBool,
+    /// Written to wake the handler from poll(2) when it must stop.
+    wakeup: OwnedFd,
+    spin: Duration,
+}
+
+/// Memory of `size` bytes of which at most `budget` bytes are resident; the
+/// rest lives in its [`Zswap`]'s pool and swap file. See the module docs.
+///
+/// The memory is reached through [`as_ptr`](Region::as_ptr): any thread,
+/// any access, as ordinary memory, until the region is dropped.
+pub struct Region {
+    shared: Arc<Shared>,
+    handler: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Region {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Region")
+            .field("address", &self.shared.region.addr)
+            .field("size", &self.shared.size)
+            .field("budget", &self.budget())
+            .finish()
+    }
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_PAGESIZE) as usize }
+}
+
+/// Whether a region can be made here: `(usable, mode, reason)`, `mode`
+/// being how the userfaultfd is obtained (`"syscall"` or
+/// `"/dev/userfaultfd"`, `"none"` if refused) and `reason` what to change
+/// when it is not usable.
+pub fn userfaultfd_status() -> (bool, &'static str, String) {
+    uffd::status()
+}
+
+impl Region {
+    /// A region on a cache of its own made from `config`.
+    pub fn new(size: usize, budget: usize, path: Option<&Path>, config: Config) -> Result<Region> {
+        Self::check_sizes(size, budget)?;
+        let zswap = Arc::new(Zswap::new(config)?);
+        let options = RegionOptions {
+            path: path.map(Path::to_path_buf),
+            spin: None,
+        };
+        Self::with_options(zswap, size, budget, &options)
+    }
+
+    /// A region on `zswap`, whose pool it shares with the cache's other
+    /// areas and regions.
+    pub fn on(
+        zswap: Arc<Zswap>,
+        size: usize,
+        budget: usize,
+        path: Option<&Path>,
+    ) -> Result<Region> {
+        let options = RegionOptions {
+            path: path.map(Path::to_path_buf),
+            spin: None,
+        };
+        Self::with_options(zswap, size, budget, &options)
+    }
+
+    fn check_sizes(size: usize, budget: usize) -> Result<()> {
+        let page = page_size();
+        if size == 0 {
+            return Err(Error::invalid("size must be positive, got 0"));
+        }
+        if budget < page {
+            return Err(Error::invalid(format!(
+                "budget must be at least one page ({page} bytes), got {budget}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// A region on `zswap` with every option.
+    pub fn with_options(
+        zswap: Arc<Zswap>,
+        size: usize,
+        budget: usize,
+        options: &RegionOptions,
+    ) -> Result<Region> {
+        Self::check_sizes(size, budget)?;
+        let page = page_size();
+        if zswap.page_size() != page {
+            return Err(Error::config(format!(
+                "a region's cache must use the machine's page size ({page}), not {}",
+                zswap.page_size()
+            )));
+        }
+        let pages = size.div_ceil(page);
+        if pages as u64 > MAX_AREA_PAGES {
+            return Err(Error::invalid(format!(
+                "size must be at most {} bytes, got {size}",
+                MAX_AREA_PAGES * page as u64
+            )));
+        }
+        let uffd = open_uffd()?;
+        let io_err = |what: &str, e: io::Error| Error::io(ErrorKind::Config, what.to_string(), e);
+        let region = Mapping::new(pages * page).map_err(|e| io_err("cannot map the region", e))?;
+        let staging = Mapping::new(STAGING_PAGES * page)
+            .map_err(|e| io_err("cannot map the staging range", e))?;
+        let buf = Mapping::new(READAHEAD_MAX * page)
+            .map_err(|e| io_err("cannot map the load buffer", e))?;
+        let mode = uffd::REGISTER_MODE_MISSING | uffd::REGISTER_MODE_WP;
+        for m in [&region, &staging] {
+            uffd.register(m.addr, m.len, mode)
+                .map_err(|e| io_err("cannot register the region with userfaultfd", e))?;
+        }
+        let swap_type = swapon(&zswap, pages as u64, options.path.as_deref())?;
+        let wakeup = eventfd().map_err(|e| io_err("cannot make an eventfd", e))?;
+        let shared = Arc::new(Shared {
+            zswap,
+            swap_type,
+            uffd,
+            region,
+            staging,
+            size,
+            page,
+            budget_pages: AtomicUsize::new(budget / page),
+            state: Mutex::new(State {
+                pages: vec![0; pages],
+                queue: VecDeque::new(),
+                resident: 0,
+                next_seq: usize::MAX,
+                window: 1,
+                buf,
+                stats: RegionStats::default(),
+            }),
+            stop: AtomicBool::new(false),
+            wakeup,
+            spin: options.spin.unwrap_or(DEFAULT_SPIN),
+        });
+        let worker = Arc::clone(&shared);
+        let handler = std::thread::Builder::new()
+            .name("zswap-region".into())
+            .spawn(move || worker.serve())
+            .map_err(|e| {
+                let _ = shared.zswap.swapoff(shared.swap_type);
+                Error::io(ErrorKind::Config, "cannot start the fault handler", e)
+            })?;
+        Ok(Region {
+            shared,
+            handler: Some(handler),
+        })
+    }
+
+    /// The first byte of the region (page-aligned).
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.shared.region.addr as *mut u8
+    }
+
+    /// The region's size in bytes, as asked for.
+    pub fn len(&self) -> usize {
+        self.shared.size
+    }
+
+    /// Never true: a region has at least one byte.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Bytes that may be resident (a whole number of pages).
+    pub fn budget(&self) -> usize {
+        self.shared.budget_pages.load(Relaxed) * self.shared.page
+    }
+
+    /// Change the budget; a lower one evicts down to it before returning.
+    pub fn set_budget(&self, budget: usize) -> Result<()> {
+        let page = self.shared.page;
+        if budget < page {
+            return Err(Error::invalid(format!(
+                "budget must be at least one page ({page} bytes), got {budget}"
+            )));
+        }
+        let pages = budget / page;
+        let mut st = self.shared.state.lock();
+        self.shared.budget_pages.store(pages, Relaxed);
+        if st.resident > pages {
+            let excess = st.resident - pages;
+            self.shared.evict(&mut st, excess);
+        }
+        Ok(())
+    }
+
+    /// Bytes mapped now.
+    pub fn resident_bytes(&self) -> usize {
+        self.shared.state.lock().resident * self.shared.page
+    }
+
+    /// The region's counters.
+    pub fn stats(&self) -> RegionStats {
+        let st = self.shared.state.lock();
+        RegionStats {
+            resident_pages: st.resident as u64,
+            ..st.stats
+        }
+    }
+
+    /// The cache the region's pages are stored in.
+    pub fn zswap(&self) -> &Arc<Zswap> {
+        &self.shared.zswap
+    }
+
+    /// The region's swap area in its cache.
+    pub fn swap_type(&self) -> u32 {
+        self.shared.swap_type
+    }
+
+    /// Unmap the region and free its entries and slots. Dropping it does
+    /// the same; after either, the memory is gone (an access is `SIGSEGV`).
+    pub fn close(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        let Some(handler) = self.handler.take() else {
+            return;
+        };
+        self.shared.stop.store(true, Relaxed);
+        let one: u64 = 1;
+        // SAFETY: writing 8 bytes from a local u64 to our eventfd.
+        unsafe {
+            libc::write(
+                self.shared.wakeup.as_raw_fd(),
+                (&one as *const u64).cast(),
+                8,
+            )
+        };
+        let _ = handler.join();
+        // The mappings go when the last `Shared` does (this one, now that
+        // the handler is gone); the area's entries and slots go now.
+        if !self.shared.zswap.is_closed() {
+            let _ = self.shared.zswap.swapoff(self.shared.swap_type);
+        }
+    }
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Open and handshake a userfaultfd, or say what to change.
+fn open_uffd() -> Result<Uffd> {
+    let u = Uffd::open()
+        .map_err(|(sys, dev)| Error::config(uffd::refused_message(&sys, dev.as_ref())))?;
+    u.handshake(uffd::REQUIRED_FEATURES)
+        .map_err(|e| Error::config(uffd::features_message(&e)))?;
+    Ok(u)
+}
+
+fn eventfd() -> io::Result<OwnedFd> {
+    // SAFETY: eventfd(2) with flags only; returns a fresh fd.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Turn on the region's swap area: on `path`, or on a fresh file in the
+/// temporary directory that is unlinked at once (the area keeps it open).
+fn swapon(zswap: &Zswap, pages: u64, path: Option<&Path>) -> Result<u32> {
+    let options = FileOptions::default();
+    if let Some(path) = path {
+        return zswap.swapon_file(path, pages, &options);
+    }
+    static SERIAL: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let name = format!(
+        ".zswap-rs-region-{}-{}-{nanos:x}.swap",
+        std::process::id(),
+        SERIAL.fetch_add(1, Relaxed)
+    );
+    let tmp = std::env::temp_dir().join(name);
+    // Created here, exclusively and 0600, so that the path is ours when the
+    // area opens it.
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| {
+            Error::io(
+                ErrorKind::Backing,
+                format!("cannot create the region's swap file {}", tmp.display()),
+                e,
+            )
+        })?;
+    let t = zswap.swapon_file(&tmp, pages, &options);
+    let _ = std::fs::remove_file(&tmp);
+    t
+}
+
+/// Whether a page is all zero bytes.
+fn is_zero(page: &[u8]) -> bool {
+    let (head, words, tail) = {
+        // SAFETY: u64 has no invalid bit patterns; align_to only reinterprets.
+        unsafe { page.align_to::<u64>() }
+    };
+    head.iter().all(|&b| b == 0) && tail.iter().all(|&b| b == 0) && words.iter().all(|&w| w == 0)
+}
+
+impl Shared {
+    fn addr(&self, page: usize) -> usize {
+        self.region.addr + page * self.page
+    }
+
+    /// The handler thread: read faults and serve them until told to stop.
+    fn serve(&self) {
+        let mut msgs = [Msg::default(); 16];
+        let mut idle_since: Option<Instant> = None;
+        while !self.stop.load(Relaxed) {
+            let n = match self.uffd.read_msgs(&mut msgs) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+                Err(_) => break,
+            };
+            if n == 0 {
+                let since = *idle_since.get_or_insert_with(Instant::now);
+                if since.elapsed() < self.spin {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                idle_since = None;
+                self.sleep();
+                continue;
+            }
+            idle_since = None;
+            let mut st = self.state.lock();
+            for m in &msgs[..n] {
+                if m.event == uffd::EVENT_PAGEFAULT {
+                    self.on_fault(&mut st, m);
+                }
+            }
+            drop(st);
+        }
+    }
+
+    /// Sleep in poll(2) until a fault or the stop signal.
+    fn sleep(&self) {
+        let mut fds = [
+            libc::pollfd {
+                fd: self.uffd.raw(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.wakeup.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: two valid pollfd structs in a local array.
+        unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+    }
+
+    fn on_fault(&self, st: &mut State, m: &Msg) {
+        let addr = m.address as usize & !(self.page - 1);
+        if addr < self.region.addr || addr >= self.region.addr + self.region.len {
+            // Nothing but the handler should touch the staging range; if
+            // something did, a zero page keeps it from hanging.
+            let _ = self.uffd.zeropage(addr, self.page);
+            let _ = self.uffd.wake(addr, self.page);
+            return;
+        }
+        let p = (addr - self.region.addr) / self.page;
+        let result = if m.flags & uffd::PAGEFAULT_FLAG_WP != 0 {
+            self.on_write_protect(st, p)
+        } else {
+            self.on_missing(st, p, m.flags & uffd::PAGEFAULT_FLAG_WRITE != 0)
+        };
+        if result.is_err() {
+            st.stats.fault_errors += 1;
+            // As the kernel does on a swap-in read error: the thread gets
+            // SIGBUS (a syscall, EFAULT), never wrong bytes.
+            // SAFETY: tgkill with our own pid and a thread id from the
+            // kernel; a thread that has exited makes it fail harmlessly.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_tgkill,
+                    libc::getpid(),
+                    m.ptid as libc::c_int,
+                    libc::SIGBUS,
+                )
+            };
+        }
+    }
+
+    /// First write to a clean page: its stored copy is stale now.
+    fn on_write_protect(&self, st: &mut State, p: usize) -> io::Result<()> {
+        let addr = self.addr(p);
+        let flags = st.pages[p];
+        if flags & RESIDENT == 0 {
+            // Evicted since the write faulted: it retries, and faults again
+            // as missing.
+            return self.uffd.wake(addr, self.page);
+        }
+        st.stats.wp_faults += 1;
+        if flags & STORED != 0 {
+            let _ = self.zswap.invalidate(self.swap_type, p as u64);
+        }
+        st.pages[p] = RESIDENT | REFERENCED;
+        retry(|| self.uffd.unprotect(addr, self.page))
+    }
+
+    fn on_missing(&self, st: &mut State, p: usize, write: bool) -> io::Result<()> {
+        let addr = self.addr(p);
+        if st.pages[p] & RESIDENT != 0 {
+            // Mapped by read-ahead or by another thread's fault meanwhile.
+            return self.uffd.wake(addr, self.page);
+        }
+        st.stats.faults += 1;
+        let budget = self.budget_pages.load(Relaxed).max(1);
+        st.window = if p == st.next_seq {
+            (st.window * 2).min(READAHEAD_MAX)
+        } else {
+            1
+        };
+        let limit = st.window.min((budget / 4).max(1)).min(st.pages.len() - p);
+        let mut run = 1;
+        while run < limit && st.pages[p + run] & RESIDENT == 0 {
+            run += 1;
+        }
+        if st.resident + run > budget {
+            let want = (st.resident + run - budget).max(EVICT_BATCH.min(budget / 8));
+            self.evict(st, want);
+        }
+        if run == 1 && !write && st.pages[p] & STORED == 0 {
+            retry(|| self.uffd.zeropage(addr, self.page))?;
+            st.stats.zero_fills += 1;
+            self.mapped(st, p, 1, false);
+            return Ok(());
+        }
+        let run = self.fill(st, p, run)?;
+        // A write maps its run dirty: the program is writing, so spare it a
+        // write-protect fault per page; their stored copies are stale.
+        let clean = !write;
+        if write {
+            for q in p..p + run {
+                if st.pages[q] & STORED != 0 {
+                    let _ = self.zswap.invalidate(self.swap_type, q as u64);
+                    st.pages[q] &= !STORED;
+                }
+            }
+        }
+        let src = st.buf.addr as *const u8;
+        self.install(addr, src, run, clean)?;
+        self.mapped(st, p, run, clean);
+        st.stats.prefetched += run as u64 - 1;
+        st.next_seq = p + run;
+        Ok(())
+    }
+
+    /// Load pages `p..p + run` into the buffer (zeros where nothing is
+    /// stored); returns how many could be loaded, at least 1 or an error.
+    fn fill(&self, st: &mut State, p: usize, run: usize) -> io::Result<usize> {
+        let exclusive = self.zswap.exclusive_loads();
+        for i in 0..run {
+            let q = p + i;
+            // SAFETY: the buffer is READAHEAD_MAX >= run pages of our own
+            // private mapping, not registered with userfaultfd, and only
+            // this thread (holding `state`) uses it.
+            let out = unsafe {
+                std::slice::from_raw_parts_mut((st.buf.addr + i * self.page) as *mut u8, self.page)
+            };
+            if st.pages[q] & STORED == 0 {
+                out.fill(0);
+                st.stats.zero_fills += 1;
+                continue;
+            }
+            if self.zswap.load_into(self.swap_type, q as u64, out).is_err() {
+                if i == 0 {
+                    return Err(io::Error::from_raw_os_error(libc::EIO));
+                }
+                return Ok(i);
+            }
+            if exclusive {
+                // The load dropped the entry: the page is dirty from now.
+                st.pages[q] &= !STORED;
+            }
+        }
+        Ok(run)
+    }
+
+    /// Map `run` pages from `src` at `addr`, page by page where a page in
+    /// the run turns out to be mapped already.
+    fn install(&self, addr: usize, src: *const u8, run: usize, clean: bool) -> io::Result<()> {
+        let len = run * self.page;
+        match retry(|| self.uffd.copy(addr, src, len, clean)) {
+            Ok(n) if n == len => Ok(()),
+            Ok(_) | Err(_) => {
+                for i in 0..run {
+                    let a = addr + i * self.page;
+                    // SAFETY: `src` spans `run` pages (the caller's buffer).
+                    let s = unsafe { src.add(i * self.page) };
+                    match retry(|| self.uffd.copy(a, s, self.page, clean)) {
+                        Ok(_) => {}
+                        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                            self.uffd.wake(a, self.page)?;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn mapped(&self, st: &mut State, p: usize, run: usize, clean: bool) {
+        for q in p..p + run {
+            let stored = if clean { st.pages[q] & STORED } else { 0 };
+            st.pages[q] = RESIDENT | stored;
+            st.queue.push_back(q as u32);
+        }
+        st.resident += run;
+    }
+
+    /// Evict up to `want` resident pages, oldest first (CLOCK).
+    fn evict(&self, st: &mut State, want: usize) {
+        let mut clean = Vec::new();
+        let mut dirty = Vec::new();
+        let mut budget_scan = 2 * st.queue.len() + 1;
+        while clean.len() + dirty.len() < want && budget_scan > 0 {
+            budget_scan -= 1;
+            let Some(q) = st.queue.pop_front() else { break };
+            let q = q as usize;
+            let flags = st.pages[q];
+            if flags & RESIDENT == 0 {
+                continue;
+            }
+            if flags & REFERENCED != 0 {
+                st.pages[q] &= !REFERENCED;
+                st.queue.push_back(q as u32);
+                continue;
+            }
+            if flags & STORED != 0 {
+                clean.push(q);
+            } else {
+                dirty.push(q);
+            }
+        }
+        for &q in &clean {
+            // The page is write protected: a write to it waits for this
+            // thread, and finds it missing after the drop.
+            if self
+                .region
+                .advise(q * self.page, self.page, libc::MADV_DONTNEED)
+                .is_ok()
+            {
+                st.pages[q] = STORED;
+                st.resident -= 1;
+                st.stats.evictions += 1;
+                st.stats.clean_evictions += 1;
+            } else {
+                st.queue.push_back(q as u32);
+            }
+        }
+        for chunk in dirty.chunks(STAGING_PAGES) {
+            self.evict_dirty(st, chunk);
+        }
+    }
+
+    /// Move `victims` (dirty, resident) to the staging range, store them,
+    /// and empty the staging range.
+    fn evict_dirty(&self, st: &mut State, victims: &[usize]) {
+        let mut staged = Vec::with_capacity(victims.len());
+        for &q in victims {
+            let slot = self.staging.addr + staged.len() * self.page;
+            match retry(|| self.uffd.move_pages(slot, self.addr(q), self.page)) {
+                Ok(_) => staged.push(q),
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    // The program dropped it (MADV_DONTNEED): it reads as
+                    // zeros, as an anonymous page would.
+                    st.pages[q] = 0;
+                    st.resident -= 1;
+                }
+                Err(_) => {
+                    // Pinned (EBUSY: O_DIRECT I/O in flight) or shared:
+                    // keep it, with a second chance.
+                    st.pages[q] |= REFERENCED;
+                    st.queue.push_back(q as u32);
+                    st.stats.kept_resident += 1;
+                }
+            }
+        }
+        for (i, &q) in staged.iter().enumerate() {
+            let slot = self.staging.addr + i * self.page;
+            // SAFETY: the slot holds the page just moved there (present),
+            // which only this thread (holding `state`) uses until the
+            // staging range is emptied below.
+            let page = unsafe { std::slice::from_raw_parts(slot as *const u8, self.page) };
+            if is_zero(page) {
+                st.pages[q] = 0;
+                st.resident -= 1;
+                st.stats.evictions += 1;
+                continue;
+            }
+            match self.zswap.store(self.swap_type, q as u64, page) {
+                Ok(StoreOutcome::Stored | StoreOutcome::SameFilled | StoreOutcome::Swapped) => {
+                    st.pages[q] = STORED;
+                    st.resident -= 1;
+                    st.stats.evictions += 1;
+                }
+                Ok(StoreOutcome::Rejected(_)) | Err(_) => self.put_back(st, q, slot),
+            }
+        }
+        if !staged.is_empty() {
+            let _ = self
+                .staging
+                .advise(0, staged.len() * self.page, libc::MADV_DONTNEED);
+        }
+    }
+
+    /// A victim that could not be stored goes back where it was, resident
+    /// and dirty (`kept_resident`).
+    fn put_back(&self, st: &mut State, q: usize, slot: usize) {
+        let addr = self.addr(q);
+        if retry(|| self.uffd.move_pages(addr, slot, self.page)).is_err() {
+            // Moving back can fail only if the page was mapped meanwhile,
+            // which nothing but this thread does; copy as a last resort.
+            let _ = retry(|| self.uffd.copy(addr, slot as *const u8, self.page, false));
+        }
+        st.pages[q] = RESIDENT | REFERENCED;
+        st.queue.push_back(q as u32);
+        st.stats.kept_resident += 1;
+    }
+}
+
+/// Run a userfaultfd call again while the kernel says the address space is
+/// changing under it (EAGAIN) or memory is short for a moment (ENOMEM).
+fn retry<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    let mut tries = 0;
+    loop {
+        match f() {
+            Err(e)
+                if tries < 100
+                    && matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::ENOMEM)) =>
+            {
+                tries += 1;
+                std::thread::yield_now();
+            }
+            other => return other,
+        }
+    }
+}

@@ -1,0 +1,416 @@
+//! Regions: memory beyond its budget through userfaultfd. Every read must
+//! return the last write, under eviction, from several threads, through
+//! syscalls, across a budget change and a fork; bad arguments and a user
+//! without userfaultfd get typed errors.
+//!
+//! CI runs as root; the unprivileged case re-runs this binary as `nobody`.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::process::CommandExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use zswap_rs::{Config, ErrorKind, Region, Zswap};
+
+const PAGE: usize = 4096;
+
+/// A page like program data (text with numbers), naming its page and
+/// version throughout, so that a page served from the wrong slot or an old
+/// version is caught anywhere in it.
+fn stamped(page: usize, version: u64) -> Vec<u8> {
+    let mut p = Vec::with_capacity(PAGE + 64);
+    let mut i = 0u64;
+    while p.len() < PAGE {
+        let line = format!(
+            "page {page:>6} version {version:>4} item {i:>4} = {}\n",
+            (i * 7919) % 1000
+        );
+        p.extend_from_slice(line.as_bytes());
+        i += 1;
+    }
+    p.truncate(PAGE);
+    p
+}
+
+fn config() -> Config {
+    Config {
+        max_pool_bytes: Some(64 << 20),
+        ..Config::default()
+    }
+}
+
+fn region(pages: usize, budget_pages: usize) -> Region {
+    Region::new(pages * PAGE, budget_pages * PAGE, None, config()).expect("region")
+}
+
+/// Region memory is shared with the fault handler and other threads, so
+/// the tests copy in and out through raw pointers rather than hold slices.
+fn page_ptr(r: &Region, i: usize) -> *mut u8 {
+    assert!((i + 1) * PAGE <= r.len());
+    // SAFETY: inside the region's mapping.
+    unsafe { r.as_ptr().add(i * PAGE) }
+}
+
+fn read_page(r: &Region, i: usize) -> Vec<u8> {
+    let mut out = vec![0u8; PAGE];
+    // SAFETY: one page inside the region, which outlives the call.
+    unsafe { std::ptr::copy_nonoverlapping(page_ptr(r, i), out.as_mut_ptr(), PAGE) };
+    out
+}
+
+fn write_page(r: &Region, i: usize, data: &[u8]) {
+    assert_eq!(data.len(), PAGE);
+    // SAFETY: as in `read_page`.
+    unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), page_ptr(r, i), PAGE) };
+}
+
+fn check_page(r: &Region, i: usize, want: &[u8]) {
+    assert!(
+        read_page(r, i) == want,
+        "page {i} differs from its last write"
+    );
+}
+
+#[test]
+fn untouched_pages_read_as_zeros_within_budget() {
+    let r = region(256, 16);
+    for i in 0..256 {
+        assert!(read_page(&r, i).iter().all(|&b| b == 0), "page {i}");
+    }
+    let s = r.stats();
+    assert!(s.zero_fills >= 256, "{s:?}");
+    assert!(r.resident_bytes() <= r.budget(), "{s:?}");
+    // Zero pages cost nothing in the pool.
+    assert_eq!(r.zswap().stats().stored_pages, 0);
+}
+
+#[test]
+fn data_survives_pressure_and_clean_pages_are_not_compressed_again() {
+    let n = 1024;
+    let r = region(n, 64);
+    for i in 0..n {
+        write_page(&r, i, &stamped(i, 1));
+    }
+    assert!(r.resident_bytes() <= r.budget());
+    let after_writes = r.stats();
+    assert!(
+        after_writes.evictions >= (n - 64) as u64,
+        "{after_writes:?}"
+    );
+    // Read in a scrambled order, twice: the second pass evicts pages that
+    // were only read, which must not be stored again.
+    for pass in 0..2 {
+        for k in 0..n {
+            let i = (k * 389 + pass * 17) % n;
+            check_page(&r, i, &stamped(i, 1));
+        }
+    }
+    let s = r.stats();
+    assert!(s.clean_evictions > (n / 2) as u64, "{s:?}");
+    let zs = r.zswap().stats();
+    // Each page was compressed once, when first evicted after its write;
+    // every later eviction of it found its copy current.
+    assert_eq!(zs.zswpout, n as u64, "clean pages stored again: {zs:?}");
+    // Rewrite every other page and check all.
+    for i in (0..n).step_by(2) {
+        write_page(&r, i, &stamped(i, 2));
+    }
+    for i in 0..n {
+        check_page(&r, i, &stamped(i, if i % 2 == 0 { 2 } else { 1 }));
+    }
+    assert!(r.resident_bytes() <= r.budget());
+}
+
+#[test]
+fn sequential_scans_read_ahead() {
+    let n = 2048;
+    let r = region(n, 256);
+    for i in 0..n {
+        write_page(&r, i, &stamped(i, 1));
+    }
+    let before = r.stats();
+    for i in 0..n {
+        check_page(&r, i, &stamped(i, 1));
+    }
+    let s = r.stats();
+    let faults = s.faults - before.faults;
+    assert!(s.prefetched > before.prefetched, "{s:?}");
+    assert!(
+        faults < (n / 4) as u64,
+        "a scan took {faults} faults for {n} pages"
+    );
+}
+
+#[test]
+fn threads_writing_counters_lose_nothing_under_eviction() {
+    let n = 256;
+    let threads = 4;
+    let rounds = 40u64;
+    let r = Arc::new(region(n, 24));
+    let base = r.as_ptr() as usize;
+    let workers: Vec<_> = (0..threads)
+        .map(|t| {
+            std::thread::spawn(move || {
+                for round in 0..rounds {
+                    for k in 0..n {
+                        // Each thread walks the pages in its own order.
+                        let i = (k * (2 * t + 1) + round as usize) % n;
+                        let at = base + i * PAGE + t * 8;
+                        // SAFETY: an aligned u64 inside the region, which the
+                        // test keeps alive until the threads are joined; the
+                        // slot is this thread's only.
+                        let c = unsafe { &*(at as *const AtomicU64) };
+                        c.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    // Meanwhile, lower and raise the budget, forcing evictions of pages
+    // being written.
+    for k in 0..50 {
+        r.set_budget(if k % 2 == 0 { 4 * PAGE } else { 24 * PAGE })
+            .unwrap();
+        std::thread::yield_now();
+    }
+    for w in workers {
+        w.join().unwrap();
+    }
+    for i in 0..n {
+        for t in 0..threads {
+            // SAFETY: as above; the writers are done.
+            let c = unsafe { &*((base + i * PAGE + t * 8) as *const AtomicU64) };
+            assert_eq!(c.load(Ordering::Relaxed), rounds, "page {i} thread {t}");
+        }
+    }
+    let s = r.stats();
+    assert!(s.evictions > n as u64, "{s:?}");
+    assert!(r.resident_bytes() <= r.budget() + threads * PAGE);
+}
+
+#[test]
+fn syscalls_read_and_write_evicted_pages() {
+    let n = 128;
+    let r = region(n, 8);
+    for i in 0..n {
+        write_page(&r, i, &stamped(i, 1));
+    }
+    // write(2) from evicted pages: the kernel faults them in.
+    let mut f = tempfile_in_var_tmp("syscalls");
+    // SAFETY: the whole region, alive for the call.
+    let all = unsafe { std::slice::from_raw_parts(r.as_ptr(), n * PAGE) };
+    f.write_all(all).unwrap();
+    f.seek(SeekFrom::Start(0)).unwrap();
+    let mut back = vec![0u8; n * PAGE];
+    f.read_exact(&mut back).unwrap();
+    for i in 0..n {
+        assert!(
+            back[i * PAGE..(i + 1) * PAGE] == stamped(i, 1)[..],
+            "write(2) of page {i}"
+        );
+    }
+    // read(2) into evicted pages: new versions come from the file.
+    let mut f2 = tempfile_in_var_tmp("syscalls2");
+    for i in 0..n {
+        f2.write_all(&stamped(i, 2)).unwrap();
+    }
+    f2.seek(SeekFrom::Start(0)).unwrap();
+    // SAFETY: as above.
+    let all = unsafe { std::slice::from_raw_parts_mut(r.as_ptr(), n * PAGE) };
+    f2.read_exact(all).unwrap();
+    for i in 0..n {
+        check_page(&r, i, &stamped(i, 2));
+    }
+    assert!(r.stats().evictions > 0);
+}
+
+fn tempfile_in_var_tmp(name: &str) -> std::fs::File {
+    let path = std::path::PathBuf::from("/var/tmp").join(format!(
+        "zswap-rs-region-test-{}-{name}",
+        std::process::id()
+    ));
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    f
+}
+
+#[test]
+fn a_lowered_budget_evicts_at_once() {
+    let n = 200;
+    let r = region(n, 256);
+    for i in 0..n {
+        write_page(&r, i, &stamped(i, 1));
+    }
+    assert_eq!(r.resident_bytes(), n * PAGE);
+    r.set_budget(10 * PAGE + 100).unwrap();
+    assert_eq!(r.budget(), 10 * PAGE);
+    assert!(r.resident_bytes() <= 10 * PAGE, "{:?}", r.stats());
+    for i in 0..n {
+        check_page(&r, i, &stamped(i, 1));
+    }
+    assert_eq!(
+        r.set_budget(100).unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
+}
+
+#[test]
+fn bad_arguments_are_typed_errors() {
+    let e = Region::new(0, 4 * PAGE, None, config()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+    assert!(e.message().contains("size"), "{e}");
+    for budget in [0, 1, PAGE - 1] {
+        let e = Region::new(16 * PAGE, budget, None, config()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{e}");
+        assert!(e.message().contains("budget"), "{e}");
+    }
+    let e = Region::new(
+        16 * PAGE,
+        4 * PAGE,
+        None,
+        Config {
+            compressor: "no-such".into(),
+            ..config()
+        },
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config);
+    // A size that is not a whole number of pages is fine: the mapping is
+    // rounded up, the length is as asked.
+    let r = Region::new(3 * PAGE + 5, PAGE, None, config()).unwrap();
+    assert_eq!(r.len(), 3 * PAGE + 5);
+    assert_eq!(r.as_ptr() as usize % PAGE, 0);
+}
+
+#[test]
+fn a_child_process_has_no_mapping() {
+    let r = region(64, 8);
+    for i in 0..64 {
+        write_page(&r, i, &stamped(i, 1));
+    }
+    let addr = r.as_ptr();
+    // SAFETY: fork in a threaded process: the child calls only mincore and
+    // _exit, both async-signal-safe.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        let mut v = [0u8; 1];
+        // SAFETY: mincore only reads the page tables; ENOMEM means unmapped.
+        let rc = unsafe { libc::mincore(addr.cast(), PAGE, v.as_mut_ptr()) };
+        let unmapped =
+            rc != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOMEM);
+        // SAFETY: leaving the child without running the parent's destructors.
+        unsafe { libc::_exit(if unmapped { 0 } else { 1 }) };
+    }
+    let mut status = 0;
+    // SAFETY: waiting for our own child.
+    unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "child saw the region mapped"
+    );
+    for i in 0..64 {
+        check_page(&r, i, &stamped(i, 1));
+    }
+}
+
+#[test]
+fn a_full_pool_writes_back_to_the_regions_file() {
+    let z = Arc::new(
+        Zswap::new(Config {
+            max_pool_bytes: Some(256 << 10),
+            ..Config::default()
+        })
+        .unwrap(),
+    );
+    let n = 1024;
+    let r = Region::on(Arc::clone(&z), n * PAGE, 32 * PAGE, None).unwrap();
+    for i in 0..n {
+        write_page(&r, i, &stamped(i, 1));
+    }
+    for i in 0..n {
+        check_page(&r, i, &stamped(i, 1));
+    }
+    let s = z.stats();
+    assert!(s.pswpout > 0 && s.pswpin > 0, "{s:?}");
+    assert!(s.pool_total_size <= 256 << 10, "{s:?}");
+    // Closing frees the area: its entries and slots.
+    r.close();
+    assert_eq!(z.stats().stored_pages, 0);
+}
+
+#[test]
+fn regions_share_one_cache() {
+    let z = Arc::new(Zswap::new(config()).unwrap());
+    let a = Region::on(Arc::clone(&z), 64 * PAGE, 4 * PAGE, None).unwrap();
+    let b = Region::on(Arc::clone(&z), 64 * PAGE, 4 * PAGE, None).unwrap();
+    assert_ne!(a.swap_type(), b.swap_type());
+    for i in 0..64 {
+        write_page(&a, i, &stamped(i, 1));
+        write_page(&b, i, &stamped(i, 2));
+    }
+    for i in 0..64 {
+        check_page(&a, i, &stamped(i, 1));
+        check_page(&b, i, &stamped(i, 2));
+    }
+}
+
+/// The unprivileged case: this binary again, as `nobody`.
+#[test]
+fn an_unprivileged_user_gets_a_config_error_or_a_working_region() {
+    if std::env::var_os("ZSWAP_REGION_UNPRIVILEGED_CHILD").is_some() {
+        return unprivileged_child();
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        // Already unprivileged: the child's body is the test.
+        return unprivileged_child();
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "an_unprivileged_user_gets_a_config_error_or_a_working_region",
+            "--nocapture",
+        ])
+        .env("ZSWAP_REGION_UNPRIVILEGED_CHILD", "1")
+        .env("TMPDIR", "/tmp")
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("UNPRIVILEGED-OUTCOME"), "{text}");
+    let outcome = text.lines().find(|l| l.contains("UNPRIVILEGED-OUTCOME"));
+    eprintln!("{}", outcome.unwrap_or_default());
+}
+
+fn unprivileged_child() {
+    match Region::new(32 * PAGE, 4 * PAGE, None, config()) {
+        Err(e) => {
+            assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+            assert!(e.message().contains("vm.unprivileged_userfaultfd"), "{e}");
+            println!("UNPRIVILEGED-OUTCOME config error: {e}");
+        }
+        Ok(r) => {
+            for i in 0..32 {
+                write_page(&r, i, &stamped(i, 1));
+            }
+            let mut f = tempfile_in_var_tmp("unpriv");
+            // SAFETY: the whole region, alive for the call.
+            let all = unsafe { std::slice::from_raw_parts(r.as_ptr(), 32 * PAGE) };
+            f.write_all(all).unwrap();
+            for i in 0..32 {
+                check_page(&r, i, &stamped(i, 1));
+            }
+            println!("UNPRIVILEGED-OUTCOME working region");
+        }
+    }
+}
