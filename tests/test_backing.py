@@ -98,8 +98,9 @@ def test_file_errors_are_typed(swapdir: Path) -> None:
             z.swapon(swapdir / "missing" / "swap", pages=10)
         assert e.value.errno == errno.ENOENT
         z.swapon(swapdir / "swap", pages=10)
-        with pytest.raises(ValueError, match="already the swap file"):
+        with pytest.raises(zswap_rs.BackingStoreError, match="in use") as e:
             z.swapon(swapdir / "swap", pages=10)
+        assert e.value.errno == errno.EBUSY
         with pytest.raises(TypeError, match="path"):
             z.swapon(3.5, pages=10)  # type: ignore[arg-type]
         with pytest.raises(ValueError, match="disk_mbps"):

@@ -22,7 +22,7 @@ use super::{
     unpack, Area, AreaInner, AreaState, Counter, Error, ErrorKind, Result, StoreOutcome, Zswap,
     TAG_SAME_FILLED,
 };
-use crate::backing::checksum;
+use crate::backing::BackingStore;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 
 /// What [`Zswap::backing_info`] tells of an area's file.
@@ -61,21 +61,24 @@ fn is_enospc(e: &Error) -> bool {
     e.raw_os_error() == Some(libc::ENOSPC)
 }
 
+/// The cache's error for a store's: a page that failed its check is
+/// [`ErrorKind::Corrupt`] (the store's contract says `InvalidData`), any
+/// other a store fault.
 fn io_error(
     swap_type: u32,
     offset: u32,
     what: &str,
-    path: &std::path::Path,
+    store: &dyn BackingStore,
     e: std::io::Error,
 ) -> Error {
-    Error::io(
-        ErrorKind::Backing,
-        format!(
-            "cannot {what} slot {offset} of swap type {swap_type} ({})",
-            path.display()
-        ),
-        e,
-    )
+    let at = format!(
+        "slot {offset} of swap type {swap_type} ({})",
+        store.describe()
+    );
+    if e.kind() == std::io::ErrorKind::InvalidData {
+        return Error::new(ErrorKind::Corrupt, format!("{at} failed its check"));
+    }
+    Error::io(ErrorKind::Backing, format!("cannot {what} {at}"), e)
 }
 
 impl Zswap {
@@ -117,7 +120,7 @@ impl Zswap {
     ) -> Result<StoreOutcome> {
         let mut inner = self.lock_slot(swap_type, area, u64::from(offset))?;
         wait_unclaimed(self, swap_type, area, &mut inner, offset)?;
-        let Some(file) = inner.backing.as_ref().map(|b| b.file.clone()) else {
+        let Some(file) = inner.backing.as_ref().map(|b| b.store.clone()) else {
             return Err(Error::new(
                 ErrorKind::Closed,
                 format!("swap type {swap_type} has no file"),
@@ -125,12 +128,11 @@ impl Zswap {
         };
         inner.claim(offset);
         drop(inner);
-        let crc = checksum(page);
-        let written = file.write_page(u64::from(offset), page);
+        let written = file.write(u64::from(offset), page);
         let mut inner = area.inner.lock();
         let superseded = inner.release_claim(offset);
         area.io_done.notify_all();
-        written.map_err(|e| io_error(swap_type, offset, "write", file.path(), e))?;
+        let crc = written.map_err(|e| io_error(swap_type, offset, "write", &*file, e))?;
         if inner.state != AreaState::On {
             return Err(self.not_on(swap_type, inner.state));
         }
@@ -160,26 +162,17 @@ impl Zswap {
         let file = inner
             .backing
             .as_ref()
-            .map(|b| b.file.clone())
+            .map(|b| b.store.clone())
             .expect("a slot on disk implies a file");
         inner.claim(offset);
         drop(inner);
-        let read = file.read_page(u64::from(offset), out);
+        // The store verifies the check and leaves `out` zeroed if it fails.
+        let read = file.read(u64::from(offset), crc, out);
         let mut inner = area.inner.lock();
         inner.release_claim(offset);
         area.io_done.notify_all();
         drop(inner);
-        read.map_err(|e| io_error(swap_type, offset, "read", file.path(), e))?;
-        if checksum(out) != crc {
-            out.fill(0);
-            return Err(Error::new(
-                ErrorKind::Corrupt,
-                format!(
-                    "slot {offset} of swap type {swap_type} ({}) failed its checksum",
-                    file.path().display()
-                ),
-            ));
-        }
+        read.map_err(|e| io_error(swap_type, offset, "read", &*file, e))?;
         self.stats.inc(Counter::Pswpin);
         Ok(super::LoadSource::Backing)
     }
@@ -194,7 +187,7 @@ impl Zswap {
         let mut freed = std::mem::take(&mut b.freed);
         freed.sort_unstable();
         freed.dedup();
-        let file = b.file.clone();
+        let file = b.store.clone();
         let slots = &b.slots;
         freed.retain(|&s| slots.get(s).is_none());
         freed.retain(|&s| !inner.is_busy(s));
@@ -204,7 +197,7 @@ impl Zswap {
         drop(inner);
         // A hole that cannot be punched only costs disk space; the slots are
         // already forgotten, so the pages are gone either way.
-        let _ = file.punch_many(&freed);
+        let _ = file.discard(&freed.iter().map(|&s| u64::from(s)).collect::<Vec<_>>());
         let mut inner = area.inner.lock();
         for &s in &freed {
             inner.release_claim(s);
@@ -286,7 +279,7 @@ impl Zswap {
         if inner.state != AreaState::On {
             return Ok(false);
         }
-        let Some(file) = inner.backing.as_ref().map(|b| b.file.clone()) else {
+        let Some(file) = inner.backing.as_ref().map(|b| b.store.clone()) else {
             return Ok(false);
         };
         // The oldest entry that no other thread is doing I/O on.
@@ -318,10 +311,8 @@ impl Zswap {
                     format!("writeback of swap type {swap_type}, offset {offset}: {e}"),
                 ));
             }
-            let crc = checksum(page);
-            file.write_page(u64::from(offset), page)
-                .map(|()| crc)
-                .map_err(|e| io_error(swap_type, offset, "write back to", file.path(), e))
+            file.write(u64::from(offset), page)
+                .map_err(|e| io_error(swap_type, offset, "write back to", &*file, e))
         });
         let mut inner = area.inner.lock();
         let crc = match outcome {
@@ -357,7 +348,7 @@ impl Zswap {
             // What was written is stale: give its blocks back while the slot
             // is still claimed, so no newer write can land before the punch.
             drop(inner);
-            let _ = file.punch(u64::from(offset));
+            let _ = file.discard(&[u64::from(offset)]);
             let mut inner = area.inner.lock();
             inner.release_claim(offset);
             area.io_done.notify_all();

@@ -58,7 +58,7 @@ use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use crate::backing::{FileOptions, SlotTable, SwapFile};
+use crate::backing::{BackingStore, FileOptions, SlotTable, SwapFile};
 
 use crate::compress::{self, CompressError, Compressor, CompressorId};
 use crate::error::{Error, ErrorKind, Result};
@@ -229,9 +229,9 @@ struct AreaInner {
     markers: VecDeque<(Instant, u32)>,
 }
 
-/// The file behind an area and what each of its slots holds.
+/// The store behind an area and what each of its slots holds.
 struct Backing {
-    file: Arc<SwapFile>,
+    store: Arc<dyn BackingStore>,
     slots: SlotTable,
     /// Slots freed since their blocks were last given back.
     freed: Vec<u32>,
@@ -642,28 +642,10 @@ impl Zswap {
         let backing = match file {
             None => None,
             Some((path, options)) => {
-                let f = SwapFile::open(path, pages, self.page_size, options).map_err(|e| {
-                    Error::io(
-                        ErrorKind::Backing,
-                        format!("cannot open swap file {}", path.display()),
-                        e,
-                    )
-                })?;
-                for (t, area) in self.areas.iter().enumerate() {
-                    let inner = area.inner.lock();
-                    let same = inner
-                        .backing
-                        .as_ref()
-                        .is_some_and(|b| b.file.identity() == f.identity());
-                    if same && inner.state == AreaState::On {
-                        return Err(Error::invalid(format!(
-                            "{} is already the swap file of swap type {t}",
-                            path.display()
-                        )));
-                    }
-                }
+                // Refuses a file another area uses (locked: EBUSY).
+                let f = SwapFile::open(path, pages, self.page_size, options)?;
                 Some(Backing {
-                    file: Arc::new(f),
+                    store: Arc::new(f),
                     slots: SlotTable::new(pages),
                     freed: Vec::new(),
                 })
@@ -694,12 +676,17 @@ impl Zswap {
         if inner.state != AreaState::On {
             return Err(self.not_on(swap_type, inner.state));
         }
-        Ok(inner.backing.as_ref().map(|b| BackingInfo {
-            path: b.file.path().to_path_buf(),
-            pages: b.file.pages(),
-            direct: b.file.is_direct(),
-            disk_mbps: b.file.disk_mbps(),
-            used_slots: b.slots.used(),
+        Ok(inner.backing.as_ref().map(|b| {
+            let facts = b.store.file_facts();
+            BackingInfo {
+                path: facts
+                    .as_ref()
+                    .map_or_else(|| b.store.describe().into(), |f| f.path.clone()),
+                pages: b.store.slots(),
+                direct: facts.as_ref().is_some_and(|f| f.direct),
+                disk_mbps: facts.and_then(|f| f.disk_mbps),
+                used_slots: b.slots.used(),
+            }
         }))
     }
 
