@@ -1,0 +1,91 @@
+"""`zswap-rs versus`: the seed's experiment on real processes, against the kernel itself.
+
+`zswap-rs simulate` replays the 2013 experiment as a model. This runs the
+real thing on this machine: one NumPy job (fill an array, scan it twice,
+read 50,000 random pages, write 50,000 random pages, each phase timed) on
+real page contents, at rising pressure (the array 1x to 4x its memory
+limit), three ways, each in a fresh process:
+
+- **kernel swap**: the array in anonymous memory, in a memory cgroup of the
+  limit, with the kernel's zswap off: every page reclaim takes goes to disk;
+- **kernel zswap**: the same with `/sys/module/zswap` on, the same
+  compressor as zswap-rs, the kernel's own pool limits, and its shrinker on
+  (without it the kernel never writes its pool back under a cgroup limit,
+  and a job past ~3x stalls: SPEC.md, `simulate`);
+- **zswap-rs**: the array in a `zswap_rs.Region`, zswap off, in the same
+  limit.
+
+The same swap device for everyone: a swap file of the run's own (mkswap,
+swapon at priority 32767) in the directory where the region's swap file
+goes too, so both sides write to one filesystem on one disk.
+
+**The limit and the zswap-rs split.** Everything each side's process uses is
+charged to the same cgroup limit: on the kernel's sides the interpreter,
+NumPy, the array's resident pages and (v2, and v1 kernels that charge it)
+the kernel's zswap pool; on the zswap-rs side the interpreter, NumPy, the
+compiled module, the region's resident pages, its pool and its metadata. A
+region needs its budget and its pool limit up front, where the kernel lets
+reclaim decide, so the job measures what the interpreter holds just before
+it makes the region (the cgroup's own charge), takes off 64 bytes per page
+of the array for the cache's and the region's metadata and 4 MiB of
+headroom (handler threads, buffers), and splits the rest: 75% to the pool
+(`--pool-percent`), 25% to resident pages. Why mostly pool: a byte of pool
+holds 2 to 4 bytes of these pages and serves a fault in microseconds, a byte
+of budget holds one; and with the array larger than the budget, an LRU over
+a sequential scan misses on every page whatever the budget, so resident
+memory buys only the random phases' hit rate (budget / array), while pool
+memory keeps pages off the disk. The quarter left resident holds the
+read-ahead windows and the pages in flight. Pages the kernel swaps out of
+that process anyway (if the split overshoots) are counted in its I/O.
+
+**What is measured.** Swap I/O in pages: pswpin and pswpout from the
+cgroup's own counters where memory.stat has them, else /proc/vmstat deltas
+over the side's run (with other swap refused, only this run's file is
+there; pages other programs swap to it would stay on it after the side, and
+the report says so); for zswap-rs, its region's file I/O (`stats()`) plus
+the kernel's. Seconds per phase (wall clock, in the job), CPU seconds of the
+job's process (all its threads: the kernel's direct reclaim and the
+region's fault handlers alike), peak RSS, and the cgroup's peak charge.
+Every phase checks what it read (sums, words) and a side that returns wrong
+bytes is a failure, never a timing.
+
+**What it leaves behind: nothing.** zswap's parameters (and whether it was
+on), the cgroups, the swap file and the run's directory are put back or
+removed on a normal exit, an exception, Ctrl-C and SIGTERM (`_machine`).
+It refuses to start without root (exit 2), with other swap active (unless
+`--allow-other-swap`), or with a compressor one side lacks: the default,
+lz4, becomes lzo (the seed's) on a kernel without lz4 in its crypto API, and
+the report says so.
+"""
+
+from __future__ import annotations
+
+from ._machine import MachineError, Terminated
+from ._report import bars, format_report, plot, to_json
+from ._run import (
+    DEFAULT_LEVELS,
+    SIDES,
+    Config,
+    SideResult,
+    Versus,
+    VersusError,
+    default_limit_mb,
+    run,
+)
+
+__all__ = [
+    "DEFAULT_LEVELS",
+    "SIDES",
+    "Config",
+    "MachineError",
+    "SideResult",
+    "Terminated",
+    "Versus",
+    "VersusError",
+    "bars",
+    "default_limit_mb",
+    "format_report",
+    "plot",
+    "run",
+    "to_json",
+]
