@@ -51,7 +51,7 @@ needs_machine = pytest.mark.skipif(_machine_ok() is not None, reason=str(_machin
 
 
 def versus_argv(*args: str) -> list[str]:
-    return [sys.executable, "-m", "zswap_rs.versus._command", *args]
+    return [sys.executable, "-m", "zswap_rs.cli", "versus", *args]
 
 
 def other_swap_flag() -> tuple[str, ...]:
@@ -238,15 +238,15 @@ def test_interrupted_run_restores_everything(
 
 _AS_NOBODY = """
 import os, pwd, sys
-from zswap_rs.versus._command import main
-import zswap_rs.versus._command  # everything imported while it can still be read
+from zswap_rs.cli import main
+import zswap_rs.cli.versus, zswap_rs.versus  # everything, while it can still be read
 nobody = pwd.getpwnam("nobody")
 if os.geteuid() == 0:
     os.setgroups([])
     os.setgid(nobody.pw_gid)
     os.setuid(nobody.pw_uid)
 assert os.geteuid() != 0
-sys.exit(main(["--limit-mb", "32", "--levels", "1"]))
+sys.exit(main(["versus", "--limit-mb", "32", "--levels", "1"]))
 """
 
 

@@ -5,6 +5,8 @@
   compressor: same-filled share, ratio, rejects, pool overhead, ns per page.
 - `simulate` (`simulate.py`): the 2013 kernel-build experiment, through a RAM
   budget with and without zswap (the experiment is `zswap_rs.simulate`).
+- `versus` (`versus.py`, root): the same NumPy job through the kernel's swap,
+  the kernel's zswap and a zswap-rs `Region` (the run is `zswap_rs.versus`).
 - `info` (`info.py`): the version, the machine and its compressors.
 
 How it is laid out: `app` builds the parser from each command's

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import _procmem, _workload
+from .._command_error import EXIT_FAILURE, EXIT_USAGE, CommandError
 from . import _job, _machine
 from ._machine import MachineError
 
@@ -74,17 +75,12 @@ SWAP_SLACK_BYTES = 64 << 20
 LOCK_WAIT_SECONDS = 900.0
 #: How often the kernel zswap's pool size is sampled while its side runs.
 TICK_SECONDS = 0.1
-#: Exit codes of the command (the CLI maps VersusError.code).
-EXIT_USAGE = 2
-EXIT_FAILURE = 1
 
 
-class VersusError(Exception):
+class VersusError(CommandError):
     """A run that cannot start or cannot go on: one line for stderr, with an exit code."""
 
-    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
-        super().__init__(message)
-        self.code = code
+    code = EXIT_USAGE
 
 
 def default_limit_mb(meminfo: Path = Path("/proc/meminfo")) -> int:

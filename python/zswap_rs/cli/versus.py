@@ -1,28 +1,31 @@
-"""`zswap-rs versus`: its options, and the command that runs it and prints the report.
+"""`zswap-rs versus` (root): the same job through the kernel's swap, its zswap and zswap-rs.
 
-Exit codes: 0 every side that ran gave right bytes; 1 a side returned wrong
-bytes or crashed, or the machine refused a change; 2 bad usage, not root,
-other swap active, a compressor one side lacks; 130 Ctrl-C; 143 SIGTERM.
-Whatever the code, the machine is as it was.
+The options become a `zswap_rs.versus.Config`; the run, and everything it
+changes on the machine and puts back, is `zswap_rs.versus`; the report is
+`zswap_rs.versus._report` (its tables are its own: two comparison columns
+and sides that may not have run).
+
+Exit codes: 0 every side that ran read back the right bytes; 1 a side
+returned wrong bytes or crashed, or the machine refused a change; 2 bad
+usage, not root, other swap active, a compressor one side lacks; 130
+Ctrl-C; 143 SIGTERM. Whatever the code, the machine is as it was.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from typing import Any
 
-from . import _report, _run
-from ._machine import Terminated
+from .._command_error import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK
+from ..versus import Config, Terminated, _report, _run, default_limit_mb
+from . import library, report
+from .options import Command, add_output, add_page_source, positive_int
 
-__all__ = ["DESCRIPTION", "HELP", "NAME", "add_arguments", "main", "run"]
+__all__ = ["COMMAND"]
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+#: After SIGTERM, as a shell reports a process ended by it.
 EXIT_TERMINATED = 143
 
 
@@ -57,18 +60,6 @@ def _int_at_least(low: int) -> Any:
     return parse
 
 
-NAME = "versus"
-HELP = "(root) the same job through the kernel's swap, the kernel's zswap and zswap-rs"
-DESCRIPTION = (
-    "Run one NumPy job (fill, scan twice, random reads, random writes) on real pages "
-    "at rising pressure (array 1x..4x a cgroup memory limit) three ways, each in a "
-    "fresh process: the kernel's swap (zswap off), the kernel's zswap (same "
-    "compressor), and zswap-rs (the array in a Region). Prints swap I/O, time per "
-    "phase, CPU and peak RSS per pressure and side. Needs root; restores every "
-    "setting it changes, also on Ctrl-C and SIGTERM."
-)
-
-
 def add_arguments(v: argparse.ArgumentParser) -> None:
     """Declare the options of `zswap-rs versus` on its subparser."""
     d = _run.Config(limit_mb=0)
@@ -90,15 +81,12 @@ def add_arguments(v: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="both sides' compressor (default lz4, or lzo where the kernel has no lz4)",
     )
-    v.add_argument("--pages", metavar="FILE", help="page contents from a raw page dump")
-    v.add_argument(
-        "--workload-mb",
-        type=_int_at_least(1),
-        default=d.workload_mb,
-        metavar="MB",
-        help=f"heap of the built-in workload the pages come from (default {d.workload_mb})",
+    add_page_source(
+        v,
+        live=False,
+        pages_help="page contents from a raw page dump (default: the built-in workload's)",
+        seed_help="seed of the built-in workload and of the job's random pages (default 0)",
     )
-    v.add_argument("--seed", type=int, default=d.seed, help="workload and job seed (default 0)")
     v.add_argument(
         "--swap-dir",
         metavar="DIR",
@@ -111,7 +99,7 @@ def add_arguments(v: argparse.ArgumentParser) -> None:
     )
     v.add_argument(
         "--pool-percent",
-        type=_int_at_least(1),
+        type=positive_int,
         default=d.pool_percent,
         metavar="PCT",
         help=f"zswap-rs: pool share of the limit left after the interpreter (default "
@@ -132,38 +120,34 @@ def add_arguments(v: argparse.ArgumentParser) -> None:
     )
     v.add_argument(
         "--timeout",
-        type=_int_at_least(1),
+        type=positive_int,
         default=int(d.timeout),
         metavar="SECONDS",
         help=f"stop a side that takes longer and report it (default {int(d.timeout)})",
     )
-    v.add_argument("--json", action="store_true", help="print a JSON document, not tables")
-    v.add_argument(
-        "--plot", metavar="FILE.png", help="draw I/O and runtime against pressure (matplotlib)"
+    add_output(
+        v,
+        json_help="print a JSON document, not tables",
+        plot_help="draw swap I/O and runtime against pressure, one line per side",
     )
 
 
-def _progress(text: str) -> None:
+def _status(text: str) -> None:
+    """What the run is doing now, on one line of a terminal's stderr (nothing on a pipe)."""
     if sys.stderr.isatty():
         sys.stderr.write(f"\r\033[Kzswap-rs versus: {text}")
         sys.stderr.flush()
 
 
-def _clear_progress() -> None:
+def _clear_status() -> None:
     if sys.stderr.isatty():
         sys.stderr.write("\r\033[K")
         sys.stderr.flush()
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run `zswap-rs versus` with parsed arguments; return the exit code."""
-    if args.plot and importlib.util.find_spec("matplotlib") is None:
-        print("zswap-rs: error: --plot needs matplotlib: pip install matplotlib", file=sys.stderr)
-        return EXIT_USAGE
-    import zswap_rs
-
-    config = _run.Config(
-        limit_mb=args.limit_mb or _run.default_limit_mb(),
+def _config(args: argparse.Namespace) -> Config:
+    return Config(
+        limit_mb=args.limit_mb or default_limit_mb(),
         levels=args.levels,
         compressor=args.compressor,
         pages_file=args.pages,
@@ -176,24 +160,26 @@ def run(args: argparse.Namespace) -> int:
         timeout=float(args.timeout),
         sides=args.sides,
     )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run `zswap-rs versus`; VersusError (a CommandError) for what stops it."""
+    report.check_plot(args.plot)
+    zswap_rs = library.zswap()
     try:
-        result = _run.run(config, zswap_rs, progress=_progress)
-    except _run.VersusError as e:
-        _clear_progress()
-        print(f"zswap-rs: error: {e}", file=sys.stderr)
-        return e.code
+        result = _run.run(_config(args), zswap_rs, progress=_status)
     except KeyboardInterrupt:
-        _clear_progress()
+        _clear_status()
         print("zswap-rs: interrupted; every setting was restored", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Terminated:
-        _clear_progress()
+        _clear_status()
         print("zswap-rs: terminated; every setting was restored", file=sys.stderr)
         return EXIT_TERMINATED
-    _clear_progress()
-    version = getattr(zswap_rs, "__version__", "?")
+    finally:
+        _clear_status()
     if args.json:
-        print(json.dumps(_report.to_json(result, version), indent=2))
+        print(json.dumps(_report.to_json(result, library.version()), indent=2))
     else:
         print(_report.format_report(result))
     sys.stdout.flush()
@@ -201,28 +187,26 @@ def run(args: argparse.Namespace) -> int:
         try:
             _report.plot(result, args.plot)
         except OSError as e:
-            print(f"zswap-rs: error: cannot write {args.plot}: {e.strerror}", file=sys.stderr)
+            report.error(f"cannot write {args.plot}: {e.strerror}")
             return EXIT_FAILURE
-        print(f"zswap-rs: wrote {args.plot}", file=sys.stderr)
+        report.note(f"wrote {args.plot}")
     failed = [r for r in result.results if r.status == "failed"]
     for r in failed:
-        print(
-            f"zswap-rs: error: {r.side} at {r.level:g}x failed: {r.reason}",
-            file=sys.stderr,
-        )
+        report.error(f"{r.side} at {r.level:g}x failed: {r.reason}")
     return EXIT_FAILURE if failed else EXIT_OK
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`zswap-rs versus ARGS` on its own (until the command line registers it)."""
-    parser = argparse.ArgumentParser(prog="zswap-rs versus", description=DESCRIPTION)
-    add_arguments(parser)
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:
-        return e.code if isinstance(e.code, int) else EXIT_USAGE
-    return run(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+COMMAND = Command(
+    name="versus",
+    help="(root) the same job through the kernel's swap, the kernel's zswap and zswap-rs",
+    description=(
+        "Run one NumPy job (fill, scan twice, random reads, random writes) on real pages "
+        "at rising pressure (array 1x..4x a cgroup memory limit) three ways, each in a "
+        "fresh process: the kernel's swap (zswap off), the kernel's zswap (same "
+        "compressor), and zswap-rs (the array in a Region). Prints swap I/O, time per "
+        "phase, CPU and peak RSS per pressure and side. Needs root; restores every "
+        "setting it changes, also on Ctrl-C and SIGTERM."
+    ),
+    add_arguments=add_arguments,
+    run=run,
+)
