@@ -113,6 +113,10 @@ def fill(a8: np.ndarray, path: str, source_pages: int) -> None:
         os.close(fd)
 
 
+class LimitTooSmall(Exception):
+    """The limit leaves no room for a region beside the interpreter: a setting, not a bug."""
+
+
 def split_limit(limit: int, baseline: int, pages: int, pool_percent: int) -> tuple[int, int]:
     """(budget, max_pool_bytes) for a region of `pages` pages in a limit of `limit` bytes.
 
@@ -124,7 +128,7 @@ def split_limit(limit: int, baseline: int, pages: int, pool_percent: int) -> tup
     pool = left * pool_percent // 100
     budget = (left - pool) // PAGE_SIZE * PAGE_SIZE
     if budget < MIN_BUDGET or pool < 0:
-        raise RuntimeError(
+        raise LimitTooSmall(
             f"the limit ({limit >> 20} MiB) leaves too little for a region of {pages} pages: "
             f"the interpreter uses {baseline / 2**20:.1f} MiB before it, its metadata "
             f"{pages * REGION_BYTES_PER_PAGE / 2**20:.1f} MiB"

@@ -341,10 +341,16 @@ def find_memory_hierarchy() -> tuple[int, Path]:
             continue
         root = Path(point)
         try:
-            if "memory" in _read(root / "cgroup.controllers").split():
-                if "memory" not in _read(root / "cgroup.subtree_control").split():
-                    _write(root / "cgroup.subtree_control", "+memory")
-                return 2, root
+            if "memory" not in _read(root / "cgroup.controllers").split():
+                continue
+            if "memory" not in _read(root / "cgroup.subtree_control").split():
+                # Turning it on would change every cgroup below the root:
+                # not a change for a benchmark to make behind anyone's back.
+                raise MachineError(
+                    f"the memory controller is not enabled for the cgroups under {root}: "
+                    f"echo +memory > {root / 'cgroup.subtree_control'}"
+                )
+            return 2, root
         except OSError:
             continue
     raise MachineError("no memory cgroup controller is mounted (neither v1 nor v2)")

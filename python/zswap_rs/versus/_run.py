@@ -479,7 +479,10 @@ def _fill_result(result: SideResult, out: dict[str, Any], oom: int, timeout: flo
             result.reason += " (the kernel's zswap wrote none of its pool back: zswpwb 0)"
         return
     if "error" in out:
-        result.status = "unavailable" if "ConfigError" in out["error"] else "failed"
+        # A region refused here (userfaultfd off, a limit too small) is not
+        # measured; anything else that stops the job is a failure.
+        unmeasured = out["error"].startswith(("ConfigError", "LimitTooSmall"))
+        result.status = "unavailable" if unmeasured else "failed"
         result.reason = out["error"]
         return
     doc = out["result"]
