@@ -8,7 +8,9 @@ built-in workload is kept small except in one test, which runs the default.
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
 import signal
 import subprocess
@@ -24,7 +26,7 @@ from cli_helpers import run_cli
 
 import zswap_rs
 from zswap_rs import cli
-from zswap_rs.cli import library, report
+from zswap_rs.cli import library, report, userfaultfd
 from zswap_rs.cli.profile import CompressorResult
 
 PS = 4096
@@ -67,8 +69,13 @@ def child() -> Iterator[subprocess.Popen[bytes]]:
                 stream.close()
 
 
+#: The workload script of the installation under test: other checkouts on the
+#: same machine may run their own workloads meanwhile.
+WORKLOAD_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(zswap_rs.__file__)), "_workload.py")
+
+
 def workload_pids() -> set[int]:
-    """PIDs of any built-in workload process alive now."""
+    """PIDs of any built-in workload process (of this installation) alive now."""
     pids = set()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -76,7 +83,7 @@ def workload_pids() -> set[int]:
                 cmdline = (entry / "cmdline").read_bytes()
             except OSError:
                 continue
-            if b"_workload.py" in cmdline:
+            if WORKLOAD_SCRIPT.encode() in cmdline:
                 pids.add(int(entry.name))
     return pids
 
@@ -347,6 +354,93 @@ def test_info() -> None:
     assert doc["version"] == zswap_rs.__version__
     assert set(doc["compressors"]) == set(infos)
     assert doc["compressors"]["lz4"]["available"] is True
+
+
+def test_info_says_whether_userfaultfd_is_usable() -> None:
+    status = userfaultfd.status()
+    text = run_cli("info")
+    assert text.returncode == 0, text.stderr
+    (line,) = [ln for ln in text.stdout.splitlines() if ln.startswith("userfaultfd: ")]
+    if status.usable:
+        assert line.startswith(f"userfaultfd: usable ({status.mode}")
+    else:
+        assert line == f"userfaultfd: not usable: {status.reason}"
+    doc = json.loads(run_cli("info", "--json").stdout)
+    assert doc["userfaultfd"] == {
+        "usable": status.usable,
+        "mode": status.mode,
+        "reason": status.reason,
+        "unprivileged_userfaultfd": status.unprivileged_userfaultfd,
+    }
+    if os.geteuid() == 0 and status.unprivileged_userfaultfd is not None and not _seccomp():
+        # Root may always make one where the kernel has userfaultfd (the sysctl
+        # says so), unless a seccomp filter (a container's) forbids the call.
+        assert (status.usable, status.mode) == (True, "syscall")
+
+
+def _seccomp() -> bool:
+    """Is this process under a seccomp filter (as in a container)?"""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("Seccomp:"):
+            return line.split()[1] != "0"
+    return False
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to drop to nobody")
+def test_userfaultfd_refused_to_nobody_says_why() -> None:
+    """As nobody, the syscall needs the sysctl and the device needs its mode bits."""
+    code = (
+        "import json, os\n"
+        "from dataclasses import asdict\n"
+        "from zswap_rs.cli import userfaultfd\n"
+        "os.setgid(65534); os.setuid(65534)\n"
+        "print(json.dumps(asdict(userfaultfd.status())))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    status = json.loads(proc.stdout)
+    sysctl = status["unprivileged_userfaultfd"]
+    if sysctl is None:
+        pytest.skip("this kernel has no userfaultfd")
+    if sysctl == 1:
+        assert (status["usable"], status["mode"]) == (True, "syscall")
+        return
+    device = Path(userfaultfd.DEVICE)
+    if device.exists() and device.stat().st_mode & 0o006 == 0o006:
+        assert (status["usable"], status["mode"]) == (True, userfaultfd.DEVICE)
+        return
+    assert (status["usable"], status["mode"]) == (False, "none")
+    assert f"vm.unprivileged_userfaultfd = {sysctl} and no CAP_SYS_PTRACE" in status["reason"]
+    assert userfaultfd.DEVICE in status["reason"]
+
+
+def test_userfaultfd_device_is_tried_when_the_syscall_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    refused = OSError(errno.EPERM, os.strerror(errno.EPERM))
+    monkeypatch.setattr(userfaultfd, "_try_syscall", lambda: refused)
+    monkeypatch.setattr(userfaultfd, "_try_device", lambda: None)
+    status = userfaultfd.status()
+    assert (status.usable, status.mode, status.reason) == (True, "/dev/userfaultfd", None)
+    missing = FileNotFoundError(errno.ENOENT, "No such file or directory")
+    monkeypatch.setattr(userfaultfd, "_try_device", lambda: missing)
+    monkeypatch.setattr(userfaultfd, "_sysctl", lambda: 0)
+    status = userfaultfd.status()
+    assert (status.usable, status.mode) == (False, "none")
+    assert status.reason == (
+        "userfaultfd(2) refused: vm.unprivileged_userfaultfd = 0 and no CAP_SYS_PTRACE "
+        "(run as root, or sysctl vm.unprivileged_userfaultfd=1); "
+        "no /dev/userfaultfd (Linux 6.1 and later)"
+    )
+
+
+def test_userfaultfd_missing_from_the_kernel() -> None:
+    reason = userfaultfd.explain(
+        OSError(errno.ENOSYS, "Function not implemented"),
+        FileNotFoundError(errno.ENOENT, "No such file or directory"),
+        None,
+    )
+    assert reason == "the kernel has no userfaultfd (built without CONFIG_USERFAULTFD?)"
 
 
 def test_version_and_help() -> None:

@@ -1,15 +1,16 @@
-"""`zswap-rs info`: the version, the page size, the machine and each compressor here."""
+"""`zswap-rs info`: the version, the page size, the machine, each compressor, and userfaultfd."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import platform
+from dataclasses import asdict
 from typing import Any
 
 from .. import _procmem
 from .._command_error import EXIT_OK
-from . import library, report
+from . import library, report, userfaultfd
 from .library import PAGE_SIZE
 from .options import Command, add_output
 
@@ -62,6 +63,16 @@ def _print_text(doc: dict[str, Any]) -> None:
     print("\n".join("  " + line for line in table.splitlines()))
     hardware = doc["hardware_found"]
     print("hardware found: " + (", ".join(hardware) if hardware else "none"))
+    print(_userfaultfd_line(doc["userfaultfd"]))
+
+
+def _userfaultfd_line(uffd: dict[str, Any]) -> str:
+    """Whether a Region can serve its faults here: how, or why not."""
+    sysctl = uffd["unprivileged_userfaultfd"]
+    setting = "" if sysctl is None else f"; vm.unprivileged_userfaultfd = {sysctl}"
+    if uffd["usable"]:
+        return f"userfaultfd: usable ({uffd['mode']}{setting})"
+    return f"userfaultfd: not usable: {uffd['reason']}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         "cpu": _cpu_model(),
         "compressors": compressors,
         "hardware_found": [n for n, c in compressors.items() if c["hardware"] and c["available"]],
+        "userfaultfd": asdict(userfaultfd.status()),
     }
     if args.json:
         print(json.dumps(doc, indent=2))
@@ -84,9 +96,10 @@ def run(args: argparse.Namespace) -> int:
 
 COMMAND = Command(
     name="info",
-    help="version, page size, compressors and the hardware found",
+    help="version, page size, compressors, the hardware found, and userfaultfd",
     description="Print the version, the page size and each compressor: available "
-    "here or not (and why), software or hardware.",
+    "here or not (and why), software or hardware; and whether userfaultfd (which a "
+    "Region needs) is usable here, how, or why not.",
     add_arguments=lambda p: add_output(p, json_help="print a JSON document", plot_help=None),
     run=run,
 )
