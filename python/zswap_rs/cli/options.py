@@ -114,10 +114,11 @@ class PageSource:
 def add_page_source(
     parser: argparse.ArgumentParser, *, live: bool, pages_help: str, seed_help: str
 ) -> None:
-    """--pages FILE and the built-in workload's --workload-mb and --seed; with `live`,
-    --pid PID (instead of --pages) and --max-pages N too.
+    """The options that say where the pages come from, read back into a `PageSource`.
 
-    The command reads them back into a `PageSource` (only those it declared).
+    --pages FILE and the built-in workload's --workload-mb and --seed; with
+    `live`, also --pid PID (instead of --pages) and --max-pages N. A command
+    reads back only the options it declared.
     """
     source = parser.add_mutually_exclusive_group()
     if live:
