@@ -17,7 +17,15 @@ from __future__ import annotations
 
 from ._errors import BackingStoreError, ConfigError, CorruptPageError, ZswapError
 from ._types import CompressorInfo, StoreOutcome
-from ._zswap_rs import MAX_SWAP_TYPES, Zswap, __version__, _compressors, train_dictionary
+from ._zswap_rs import (
+    MAX_SWAP_TYPES,
+    Region,
+    Zswap,
+    __version__,
+    _compressors,
+    train_dictionary,
+    userfaultfd_status,
+)
 
 __all__ = [
     "MAX_SWAP_TYPES",
@@ -25,12 +33,14 @@ __all__ = [
     "CompressorInfo",
     "ConfigError",
     "CorruptPageError",
+    "Region",
     "StoreOutcome",
     "Zswap",
     "ZswapError",
     "__version__",
     "compressors",
     "train_dictionary",
+    "userfaultfd_status",
 ]
 
 

@@ -87,6 +87,10 @@ class Zswap:
         """Every counter under the kernel's names (see SPEC.md)."""
     def pool_classes(self) -> list[dict[str, int | list[int]]]:
         """Per-size-class figures, as zsmalloc's debugfs ``classes``."""
+    def region(
+        self, size: int, budget: int, path: str | os.PathLike[str] | None = None
+    ) -> Region:
+        """A region of ``size`` bytes, at most ``budget`` resident, on this cache's pool."""
     def close(self) -> None:
         """Swap off every area; later calls raise ``ZswapError``."""
     @property
@@ -109,6 +113,77 @@ class Zswap:
     enabled: bool
     shrinker_enabled: bool
     shrinker_age: float
+
+@final
+class Region:
+    """Memory of ``size`` bytes of which at most ``budget`` bytes are resident.
+
+    The rest lives compressed in the pool of its cache and, beyond the pool, in
+    its swap file (``path``; ``None``: a private, unlinked, sparse file in the
+    temporary directory). The region exports its memory through the buffer
+    protocol: ``numpy.frombuffer(r, dtype=...)`` and ``memoryview(r)`` see it
+    with no copy, from any thread, and syscalls may read and write it.
+
+    ``Region(size, budget, path=None, **zswap_options)`` makes a cache of its
+    own with ``Zswap(**zswap_options)``; ``Zswap.region()`` shares one.
+
+    Untouched pages read as zeros and cost nothing. After ``os.fork()`` the
+    child has no mapping at ``address`` (an access there is ``SIGSEGV``): it
+    never reads wrong bytes.
+    """
+
+    def __new__(
+        cls,
+        size: int,
+        budget: int,
+        path: str | os.PathLike[str] | None = None,
+        **zswap_options: object,
+    ) -> Region: ...
+    @property
+    def size(self) -> int:
+        """Bytes of the region, ``len(memoryview(r))``."""
+    def __len__(self) -> int: ...
+    @property
+    def address(self) -> int:
+        """The region's first byte, page-aligned."""
+    @property
+    def budget(self) -> int:
+        """Bytes that may be resident (whole pages); setting a lower one evicts at once."""
+    @budget.setter
+    def budget(self, value: int) -> None: ...
+    @property
+    def resident_bytes(self) -> int:
+        """Bytes mapped now: at most ``budget``."""
+    @property
+    def swap_type(self) -> int:
+        """The region's swap area in its cache (slot ``i`` holds page ``i``)."""
+    def stats(self) -> dict[str, int]:
+        """The region's counters (``faults``, ``wp_faults``, ``zero_fills``, ``evictions``,
+        ``clean_evictions``, ``prefetched``, ``kept_resident``, ``fault_errors``,
+        ``resident_pages``), then its cache's under the kernel's names."""
+    def close(self) -> None:
+        """Unmap the region and free its entries and slots.
+
+        ``BufferError`` while a buffer exported from it (a memoryview, a NumPy
+        array) is alive, as ``mmap.close`` does; closing twice is allowed.
+        """
+    @property
+    def closed(self) -> bool: ...
+    def __enter__(self) -> Region: ...
+    def __exit__(
+        self,
+        *_exc: type[BaseException] | BaseException | TracebackType | None,
+    ) -> bool: ...
+    def __buffer__(self, flags: int, /) -> memoryview: ...
+    def __release_buffer__(self, buffer: memoryview, /) -> None: ...
+
+def userfaultfd_status() -> tuple[bool, str, str]:
+    """Whether regions can be made here: ``(usable, mode, reason)``.
+
+    ``mode`` is how the userfaultfd is obtained (``"syscall"`` or
+    ``"/dev/userfaultfd"``; ``"none"`` when refused); ``reason`` says what to
+    change when it is not usable.
+    """
 
 def _compressors() -> list[tuple[str, bool, bool, str]]: ...
 def train_dictionary(

@@ -12,6 +12,8 @@
 
 use std::cell::RefCell;
 
+mod region;
+
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -767,6 +769,19 @@ impl Zswap {
         Ok(list)
     }
 
+    /// A region of `size` bytes with `budget` resident, on this cache's
+    /// pool (see `src/python/region.rs`).
+    #[pyo3(signature = (size, budget, path = None))]
+    fn region(
+        &self,
+        py: Python<'_>,
+        size: &Bound<'_, PyAny>,
+        budget: &Bound<'_, PyAny>,
+        path: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<region::Region> {
+        region::make(py, self, size, budget, path)
+    }
+
     /// Swap off every area and refuse further calls.
     fn close(&self, py: Python<'_>) {
         py.detach(|| self.core.close());
@@ -1004,6 +1019,8 @@ fn train_dictionary<'py>(
 #[pymodule]
 fn _zswap_rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Zswap>()?;
+    m.add_class::<region::Region>()?;
+    m.add_function(wrap_pyfunction!(region::userfaultfd_status, m)?)?;
     m.add_function(wrap_pyfunction!(_compressors, m)?)?;
     m.add_function(wrap_pyfunction!(train_dictionary, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

@@ -1,0 +1,273 @@
+//! `zswap_rs.Region`: the Rust [`crate::Region`] as a Python object that
+//! exports its memory through the buffer protocol, so that
+//! `numpy.frombuffer(r)` and `memoryview(r)` see the region itself, no copy.
+//!
+//! Like `mmap`, it counts its exports: `close()` raises `BufferError` while
+//! any is alive, since unmapping under a live array would turn its next
+//! access into a crash. The fault handler never takes the GIL, so a Python
+//! thread that faults while holding it is served all the same.
+
+use std::ffi::c_int;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use pyo3::exceptions::{PyBufferError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyTuple};
+use pyo3::{ffi, Bound};
+
+use super::{exception, int_or_huge, to_py, type_name, Zswap, ZSWAP_ERROR};
+use crate::region::Region as Core;
+
+/// Memory of `size` bytes of which at most `budget` are resident; the rest
+/// lives compressed in its cache's pool and swap file.
+#[pyclass(module = "zswap_rs._zswap_rs", name = "Region", frozen)]
+pub(super) struct Region {
+    /// `None` once closed. Shared so that a call can run with neither the
+    /// GIL nor this lock held (holding the lock across `py.detach` would
+    /// deadlock against a thread that holds the GIL and wants the lock);
+    /// the region is unmapped when the last holder lets go.
+    core: Mutex<Option<Arc<Core>>>,
+    /// Buffers exported and not yet released.
+    exports: Mutex<usize>,
+    address: usize,
+    size: usize,
+}
+
+/// A size in bytes from a Python int: `ValueError` if not positive.
+fn bytes_arg(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<usize> {
+    let v = int_or_huge(obj, name)?;
+    v.and_then(|v| usize::try_from(v).ok())
+        .filter(|&v| v > 0)
+        .ok_or_else(|| PyValueError::new_err(format!("{name} must be a positive int, got {obj}")))
+}
+
+fn path_arg(path: Option<&Bound<'_, PyAny>>) -> PyResult<Option<std::path::PathBuf>> {
+    match path {
+        None => Ok(None),
+        Some(p) if p.is_none() => Ok(None),
+        Some(p) => {
+            let fspath = p.py().import("os")?.getattr("fspath")?.call1((p,))?;
+            fspath
+                .extract::<std::path::PathBuf>()
+                .map(Some)
+                .map_err(|_| {
+                    pyo3::exceptions::PyTypeError::new_err(format!(
+                        "path must be a str or os.PathLike[str], not {}",
+                        type_name(p)
+                    ))
+                })
+        }
+    }
+}
+
+/// A region on `zswap`'s cache: what `Zswap.region()` and `Region()` share.
+pub(super) fn make(
+    py: Python<'_>,
+    zswap: &Zswap,
+    size: &Bound<'_, PyAny>,
+    budget: &Bound<'_, PyAny>,
+    path: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Region> {
+    let size = bytes_arg(size, "size")?;
+    let budget = bytes_arg(budget, "budget")?;
+    let path = path_arg(path)?;
+    let core = Arc::clone(&zswap.core);
+    let region = py
+        .detach(|| Core::on(core, size, budget, path.as_deref()))
+        .map_err(|e| to_py(py, e))?;
+    Ok(Region {
+        address: region.as_ptr() as usize,
+        size: region.len(),
+        core: Mutex::new(Some(Arc::new(region))),
+        exports: Mutex::new(0),
+    })
+}
+
+impl Region {
+    fn with<R>(&self, py: Python<'_>, f: impl FnOnce(&Arc<Core>) -> R) -> PyResult<R> {
+        match &*self.core.lock() {
+            Some(core) => Ok(f(core)),
+            None => Err(closed(py)),
+        }
+    }
+}
+
+fn closed(py: Python<'_>) -> PyErr {
+    exception(py, &ZSWAP_ERROR, "ZswapError", ("the region is closed",))
+}
+
+#[pymethods]
+impl Region {
+    /// `Region(size, budget, path=None, **zswap_options)`: a region on a
+    /// cache of its own, made with `Zswap(**zswap_options)`.
+    #[new]
+    #[pyo3(signature = (size, budget, path = None, **zswap_options))]
+    fn new(
+        py: Python<'_>,
+        size: &Bound<'_, PyAny>,
+        budget: &Bound<'_, PyAny>,
+        path: Option<&Bound<'_, PyAny>>,
+        zswap_options: Option<&Bound<'_, PyDict>>,
+    ) -> PyResult<Self> {
+        // Arguments first, so that a bad size is a ValueError even when
+        // the cache's options are bad too.
+        bytes_arg(size, "size")?;
+        bytes_arg(budget, "budget")?;
+        let z = py
+            .get_type::<Zswap>()
+            .call((), zswap_options)?
+            .cast_into::<Zswap>()?;
+        make(py, z.get(), size, budget, path)
+    }
+
+    /// Bytes of the region (`len(memoryview(r))`).
+    #[getter]
+    fn size(&self) -> usize {
+        self.size
+    }
+
+    fn __len__(&self) -> usize {
+        self.size
+    }
+
+    /// The region's first byte, page-aligned.
+    #[getter]
+    fn address(&self) -> usize {
+        self.address
+    }
+
+    /// Bytes that may be resident; setting a lower one evicts at once.
+    #[getter]
+    fn get_budget(&self, py: Python<'_>) -> PyResult<usize> {
+        self.with(py, |c| c.budget())
+    }
+
+    #[setter]
+    fn set_budget(&self, py: Python<'_>, budget: &Bound<'_, PyAny>) -> PyResult<()> {
+        let budget = bytes_arg(budget, "budget")?;
+        let core = self.with(py, Arc::clone)?;
+        py.detach(|| core.set_budget(budget))
+            .map_err(|e| to_py(py, e))
+    }
+
+    /// Bytes mapped now.
+    #[getter]
+    fn resident_bytes(&self, py: Python<'_>) -> PyResult<usize> {
+        self.with(py, |c| c.resident_bytes())
+    }
+
+    /// The region's swap type in its cache.
+    #[getter]
+    fn swap_type(&self, py: Python<'_>) -> PyResult<u32> {
+        self.with(py, |c| c.swap_type())
+    }
+
+    /// The region's counters, then its cache's (kernel names).
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let (region, cache) = self.with(py, |c| (c.stats(), c.zswap().stats()))?;
+        let d = PyDict::new(py);
+        for (name, value) in region.named() {
+            d.set_item(name, value)?;
+        }
+        for (name, value) in cache.named() {
+            d.set_item(name, value)?;
+        }
+        Ok(d)
+    }
+
+    /// Unmap the region and free its entries and slots. `BufferError` while
+    /// a buffer exported from it (a memoryview, a NumPy array) is alive.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let exports = self.exports.lock();
+        if *exports > 0 {
+            return Err(PyBufferError::new_err(format!(
+                "cannot close the region: {} exported buffer(s) (memoryview, NumPy array) \
+                 still use it",
+                *exports
+            )));
+        }
+        let core = self.core.lock().take();
+        drop(exports);
+        if let Some(core) = core {
+            py.detach(|| drop(core));
+        }
+        Ok(())
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.core.lock().is_none()
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        match &*self.core.lock() {
+            Some(c) => format!(
+                "Region(size={}, budget={}, address={:#x}, resident_bytes={})",
+                self.size,
+                c.budget(),
+                self.address,
+                c.resident_bytes()
+            ),
+            None => format!("Region(size={}, closed)", self.size),
+        }
+    }
+
+    /// # Safety
+    /// Called by Python with a `Py_buffer` to fill, as the buffer protocol
+    /// says.
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        let this = slf.get();
+        let mut exports = this.exports.lock();
+        if this.core.lock().is_none() {
+            return Err(closed(slf.py()));
+        }
+        // SAFETY: `view` is Python's to fill; the memory is the region's
+        // mapping, which stays mapped while the export is counted (close()
+        // refuses until it is released); the object is stored in the view
+        // (with a new reference) by PyBuffer_FillInfo.
+        let rc = unsafe {
+            ffi::PyBuffer_FillInfo(
+                view,
+                slf.as_ptr(),
+                this.address as *mut std::ffi::c_void,
+                this.size as ffi::Py_ssize_t,
+                0,
+                flags,
+            )
+        };
+        if rc != 0 {
+            return Err(PyErr::fetch(slf.py()));
+        }
+        *exports += 1;
+        Ok(())
+    }
+
+    /// # Safety
+    /// Called by Python once per successful `__getbuffer__`.
+    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
+        let mut exports = self.exports.lock();
+        *exports = exports.saturating_sub(1);
+    }
+}
+
+/// Whether regions can be made here: `(usable, mode, reason)`, for
+/// `zswap-rs info`.
+#[pyfunction]
+pub(super) fn userfaultfd_status() -> (bool, &'static str, String) {
+    crate::region::userfaultfd_status()
+}

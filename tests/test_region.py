@@ -1,0 +1,253 @@
+"""Regions from Python: NumPy over memory beyond its budget, no copy.
+
+Every read returns the last write: under eviction, from threads, through
+syscalls, across a budget change and a fork. ``close()`` refuses while
+exports live. CI runs as root; the unprivileged case drops to ``nobody`` in
+a child process rather than being skipped.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+import zswap_rs
+from zswap_rs import Region, Zswap
+from zswap_rs._procmem import ProcessMemory
+from zswap_rs._workload import WorkloadProcess
+
+PAGE = 4096
+
+
+@pytest.fixture(scope="module")
+def real_pages() -> list[bytes]:
+    """Pages of the built-in workload's heap: what programs really hold."""
+    with WorkloadProcess(mb=16) as wl, ProcessMemory(wl.pid) as pm:
+        pages = list(pm.pages(max_pages=1024))
+    assert len(pages) >= 512
+    return pages
+
+
+@pytest.fixture
+def region() -> Iterator[Region]:
+    r = Region(256 * PAGE, budget=32 * PAGE, max_pool_bytes=64 << 20)
+    yield r
+    gc.collect()
+    r.close()
+
+
+def test_numpy_sees_the_region_with_no_copy(region: Region) -> None:
+    a = np.frombuffer(region, dtype=np.uint8)
+    assert a.ctypes.data == region.address
+    assert len(memoryview(region)) == region.size == len(region) == 256 * PAGE
+    assert a.flags.writeable
+    # Untouched pages read as zeros and leave the pool empty.
+    assert a.sum() == 0
+    stats = region.stats()
+    assert stats["zero_fills"] >= 256
+    assert stats["stored_pages"] == 0
+    assert region.resident_bytes <= region.budget
+    del a
+
+
+def test_pages_survive_pressure(real_pages: list[bytes]) -> None:
+    n = len(real_pages)
+    with Region(n * PAGE, budget=n * PAGE // 8, max_pool_bytes=64 << 20) as r:
+        m = memoryview(r)
+        for i, p in enumerate(real_pages):
+            m[i * PAGE : (i + 1) * PAGE] = p
+        order = list(range(n))
+        order.reverse()
+        for i in order:
+            assert m[i * PAGE : (i + 1) * PAGE] == real_pages[i], f"page {i}"
+        for i in range(n):
+            assert m[i * PAGE : (i + 1) * PAGE] == real_pages[i], f"page {i}"
+        s = r.stats()
+        assert r.resident_bytes <= r.budget
+        assert s["evictions"] >= n - n // 8
+        assert s["clean_evictions"] > 0
+        # Each page was compressed at most once: later evictions were clean.
+        assert s["zswpout"] + s["same_filled_pages"] <= n + s["duplicate_entry"]
+        m.release()
+
+
+def test_threads_write_counters_while_eviction_runs() -> None:
+    pages, threads, rounds = 128, 4, 30
+    with Region(pages * PAGE, budget=16 * PAGE, max_pool_bytes=64 << 20) as r:
+        a = np.frombuffer(r, dtype=np.uint64).reshape(pages, PAGE // 8)
+
+        def work(a: np.ndarray, t: int) -> None:
+            for k in range(rounds):
+                # Strided over every page, each thread its own column.
+                a[(k * (t + 1)) % pages :: 1, t] += 1
+                a[: (k * (t + 1)) % pages, t] += 1
+
+        ts = [threading.Thread(target=work, args=(a, t)) for t in range(threads)]
+        for t in ts:
+            t.start()
+        for k in range(40):
+            r.budget = (4 if k % 2 else 16) * PAGE
+        for t in ts:
+            t.join()
+        assert (a[:, :threads] == rounds).all()
+        assert (a[:, threads:] == 0).all()
+        assert r.stats()["evictions"] > pages
+        del a
+
+
+def test_syscalls_read_and_write_evicted_pages(region: Region) -> None:
+    a = np.frombuffer(region, dtype=np.uint32)
+    a[:] = np.arange(a.size, dtype=np.uint32)
+    region.budget = 4 * PAGE
+    with tempfile.TemporaryFile(dir="/var/tmp") as f:
+        # write(2) from evicted pages, read(2) into them.
+        assert os.write(f.fileno(), memoryview(region)) == region.size
+        f.seek(0)
+        back = np.frombuffer(f.read(), dtype=np.uint32)
+        assert (back == np.arange(a.size, dtype=np.uint32)).all()
+        f.seek(0)
+        f.write((np.arange(a.size, dtype=np.uint32) * 3).tobytes())
+        f.flush()
+        f.seek(0)
+        assert f.readinto(memoryview(region)) == region.size
+    assert (a == np.arange(a.size, dtype=np.uint32) * 3).all()
+    del a
+
+
+def test_lowering_the_budget_evicts() -> None:
+    with Region(64 * PAGE, budget=64 * PAGE) as r:
+        a = np.frombuffer(r, dtype=np.float32)
+        a[:] = 1.5
+        assert r.resident_bytes == 64 * PAGE
+        r.budget = 8 * PAGE + 1
+        assert r.budget == 8 * PAGE
+        assert r.resident_bytes <= 8 * PAGE
+        assert float(a.sum()) == 1.5 * a.size
+        del a
+
+
+def test_close_refuses_while_exports_live() -> None:
+    r = Region(16 * PAGE, budget=4 * PAGE)
+    a = np.frombuffer(r, dtype=np.uint8)
+    m = memoryview(r)
+    with pytest.raises(BufferError):
+        r.close()
+    del a
+    with pytest.raises(BufferError):
+        r.close()
+    m.release()
+    gc.collect()
+    r.close()
+    r.close()
+    assert r.closed
+    with pytest.raises(zswap_rs.ZswapError):
+        memoryview(r)
+    with pytest.raises(zswap_rs.ZswapError):
+        r.stats()
+
+
+def test_bad_arguments() -> None:
+    for size in (0, -1):
+        with pytest.raises(ValueError, match="size"):
+            Region(size, budget=PAGE)
+    for budget in (0, -5, 1, PAGE - 1):
+        with pytest.raises(ValueError, match="budget"):
+            Region(16 * PAGE, budget=budget)
+    with pytest.raises(TypeError):
+        Region("big", budget=PAGE)  # type: ignore[arg-type]
+    with pytest.raises(zswap_rs.ConfigError):
+        Region(16 * PAGE, budget=PAGE, compressor="no-such")
+    with Region(16 * PAGE, budget=PAGE) as r, pytest.raises(ValueError, match="budget"):
+        r.budget = 0
+
+
+def is_mapped(addr: int) -> bool:
+    with open("/proc/self/maps") as f:
+        for line in f:
+            lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+            if lo <= addr < hi:
+                return True
+    return False
+
+
+def test_a_forked_child_has_no_mapping(region: Region) -> None:
+    a = np.frombuffer(region, dtype=np.uint8)
+    a[::PAGE] = 7
+    addr = region.address
+    pid = os.fork()
+    if pid == 0:
+        os._exit(1 if is_mapped(addr) else 0)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "the child had the region mapped"
+    assert is_mapped(addr)
+    assert (a[::PAGE] == 7).all()
+    del a
+
+
+def test_regions_share_a_cache_whose_pool_is_full_and_writes_back() -> None:
+    with Zswap(max_pool_bytes=128 << 10) as z:
+        r1 = z.region(512 * PAGE, 16 * PAGE)
+        r2 = z.region(512 * PAGE, 16 * PAGE, path=None)
+        assert r1.swap_type != r2.swap_type
+        a1 = np.frombuffer(r1, dtype=np.uint64)
+        a2 = np.frombuffer(r2, dtype=np.uint64)
+        a1[:] = np.arange(a1.size, dtype=np.uint64)
+        a2[:] = np.arange(a2.size, dtype=np.uint64)[::-1]
+        assert (a1 == np.arange(a1.size, dtype=np.uint64)).all()
+        assert (a2 == np.arange(a2.size, dtype=np.uint64)[::-1]).all()
+        s = z.stats()
+        assert s["pswpout"] > 0 and s["pswpin"] > 0
+        assert s["pool_total_size"] <= 128 << 10
+        del a1, a2
+        r1.close()
+        r2.close()
+        assert z.stats()["stored_pages"] == 0
+
+
+def test_userfaultfd_status_says_what_is_usable() -> None:
+    usable, mode, reason = zswap_rs.userfaultfd_status()
+    assert usable, reason
+    assert mode in ("syscall", "/dev/userfaultfd")
+
+
+def test_an_unprivileged_user_gets_a_config_error_or_a_working_region() -> None:
+    body = textwrap.dedent(
+        """
+        import os, numpy as np, zswap_rs
+        os.setgid(65534); os.setuid(65534)
+        usable, mode, reason = zswap_rs.userfaultfd_status()
+        try:
+            r = zswap_rs.Region(64 * 4096, budget=8 * 4096)
+        except zswap_rs.ConfigError as e:
+            assert not usable and "vm.unprivileged_userfaultfd" in str(e), e
+            print("OUTCOME config error")
+        else:
+            a = np.frombuffer(r, dtype=np.uint32)
+            a[:] = 5
+            rfd, wfd = os.pipe()
+            assert os.write(wfd, memoryview(r)[: 8 * 4096]) == 8 * 4096
+            assert os.read(rfd, 8 * 4096) == bytes(memoryview(r)[: 8 * 4096])
+            assert (a == 5).all()
+            print("OUTCOME working region")
+        """
+    )
+    if os.geteuid() != 0:
+        body = body.replace("os.setgid(65534); os.setuid(65534)", "")
+    out = subprocess.run(
+        [sys.executable, "-c", body],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "TMPDIR": "/tmp"},
+    )
+    assert out.returncode == 0, out.stderr
+    assert "OUTCOME" in out.stdout
