@@ -2,7 +2,8 @@
 //! writeback of the LRU tail when the pool is full, the background shrinker,
 //! checksums, and the writeback races: threads hammering the same few
 //! offsets under a tiny pool, every page stamped with (type, offset,
-//! version) and checked.
+//! version) and checked; and what a swap file may be: refused content, the
+//! header, the lock, the page check.
 
 use std::collections::HashMap;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -11,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use zswap_rs::backing::{mkswap, BackingStore, SwapFile, MAGIC, VERSION};
 use zswap_rs::{Config, ErrorKind, FileOptions, LoadSource, StoreOutcome, Zswap};
 
 const PAGE: usize = 4096;
@@ -106,7 +108,7 @@ fn pages_the_pool_refuses_go_to_their_slot() {
     let mut raw = vec![0u8; PAGE];
     std::fs::File::open(d.join("swap"))
         .unwrap()
-        .read_exact_at(&mut raw, 8 * PAGE as u64)
+        .read_exact_at(&mut raw, (8 + 1) * PAGE as u64) // slot 8: after the header page
         .unwrap();
     assert_eq!(raw, stamped(t, 8, 0));
     assert!(z.invalidate(t, 8).unwrap());
@@ -192,7 +194,8 @@ fn a_page_that_fails_its_checksum_is_never_returned() {
     assert_eq!(z.store(t, 3, &noise(3)).unwrap(), StoreOutcome::Swapped);
     // Someone scribbles on the swap file behind the cache's back.
     let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-    f.write_all_at(b"scribble", 3 * PAGE as u64 + 100).unwrap();
+    f.write_all_at(b"scribble", (3 + 1) * PAGE as u64 + 100)
+        .unwrap();
     f.sync_all().unwrap();
     let mut out = vec![0xffu8; PAGE];
     let err = z.load_into(t, 3, &mut out).unwrap_err();
@@ -212,7 +215,10 @@ fn files_are_guarded() {
     z.swapon_file(&path, 16, &FileOptions::default()).unwrap();
     let meta = std::fs::metadata(&path).unwrap();
     assert_eq!(meta.mode() & 0o777, 0o600);
-    assert!(meta.blocks() == 0, "sparse until written");
+    assert!(
+        meta.blocks() * 512 <= PAGE as u64,
+        "only the header is written until a slot is"
+    );
     let again = z
         .swapon_file(&path, 16, &FileOptions::default())
         .unwrap_err();
@@ -412,4 +418,219 @@ fn writeback_races_lose_nothing_and_resurrect_nothing() {
         );
         std::fs::remove_dir_all(&d).unwrap();
     }
+}
+
+// --- what a swap file may be (SPEC "What it is"; issue 12) --------------------
+
+fn refused(e: &zswap_rs::Error, errno: i32) {
+    assert_eq!(e.kind(), ErrorKind::Backing, "{e}");
+    assert_eq!(e.raw_os_error(), Some(errno), "{e}");
+}
+
+/// The bytes and the length of a file, to show nothing changed.
+fn snapshot(path: &std::path::Path) -> (Vec<u8>, u64) {
+    let bytes = std::fs::read(path).unwrap();
+    let len = bytes.len() as u64;
+    (bytes, len)
+}
+
+#[test]
+fn a_users_file_is_refused_and_not_one_byte_changes() {
+    let d = dir("userfile");
+    let path = d.join("thesis.txt");
+    std::fs::write(&path, "Chapter 1. ".repeat(1000)).unwrap();
+    let before = snapshot(&path);
+    let z = cache(64 << 20);
+    let e = z
+        .swapon_file(&path, 16, &FileOptions::default())
+        .unwrap_err();
+    refused(&e, libc::EINVAL);
+    assert!(e.to_string().contains("not a zswap-rs swap file"), "{e}");
+    assert_eq!(snapshot(&path), before);
+    // mkswap refuses it too, unless forced.
+    let e = mkswap(&path, 16, PAGE, false).unwrap_err();
+    refused(&e, libc::EINVAL);
+    assert_eq!(snapshot(&path), before);
+    mkswap(&path, 16, PAGE, true).unwrap();
+    assert_eq!(&std::fs::read(&path).unwrap()[..8], MAGIC);
+    z.swapon_file(&path, 16, &FileOptions::default()).unwrap();
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn a_new_path_or_an_empty_file_gets_a_header_before_slot_0() {
+    let d = dir("fresh");
+    let z = cache(64 << 20);
+    let empty = d.join("empty");
+    std::fs::write(&empty, b"").unwrap();
+    for path in [d.join("new"), empty] {
+        let t = z.swapon_file(&path, 16, &FileOptions::default()).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.len(), 17 * PAGE as u64, "a header page and 16 slots");
+        let raw = std::fs::read(&path).unwrap();
+        assert_eq!(&raw[..8], MAGIC);
+        assert_eq!(&raw[8..12], &VERSION.to_le_bytes());
+        assert_eq!(&raw[12..16], &(PAGE as u32).to_le_bytes());
+        assert_eq!(&raw[16..24], &16u64.to_le_bytes());
+        // Slot 15, the last, is at (15 + 1) * page_size.
+        assert_eq!(z.store(t, 15, &noise(15)).unwrap(), StoreOutcome::Swapped);
+        let raw = std::fs::read(&path).unwrap();
+        assert_eq!(&raw[16 * PAGE..], &noise(15)[..]);
+    }
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn a_mkswap_file_is_reused_after_swapoff_with_a_new_area_id() {
+    let d = dir("reuse");
+    let path = d.join("swap");
+    mkswap(&path, 32, PAGE, false).unwrap();
+    let id = |p: &std::path::Path| std::fs::read(p).unwrap()[24..32].to_vec();
+    let made = id(&path);
+    let z = cache(64 << 20);
+    let t = z.swapon_file(&path, 32, &FileOptions::default()).unwrap();
+    let first = id(&path);
+    assert_ne!(first, made, "swapon writes a new area id");
+    assert_eq!(z.store(t, 3, &noise(3)).unwrap(), StoreOutcome::Swapped);
+    z.swapoff(t).unwrap();
+    // Reused, by another cache (the lock went with the area).
+    let z2 = cache(64 << 20);
+    let t2 = z2.swapon_file(&path, 32, &FileOptions::default()).unwrap();
+    assert_ne!(id(&path), first);
+    assert!(matches!(
+        z2.load(t2, 3).unwrap_err().kind(),
+        ErrorKind::NotFound { .. }
+    ));
+    // The old area's blocks were given back.
+    assert!(std::fs::metadata(&path).unwrap().blocks() * 512 <= 2 * PAGE as u64);
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn a_swap_file_of_another_page_size_is_refused() {
+    let d = dir("pagesize");
+    let path = d.join("swap");
+    mkswap(&path, 8, 8192, false).unwrap();
+    let before = snapshot(&path);
+    let z = cache(64 << 20);
+    let e = z
+        .swapon_file(&path, 8, &FileOptions::default())
+        .unwrap_err();
+    refused(&e, libc::EINVAL);
+    assert!(e.to_string().contains("page size 8192"), "{e}");
+    assert_eq!(snapshot(&path), before);
+    // mkswap makes it a 4 KiB one again, without force: it is ours.
+    mkswap(&path, 8, PAGE, false).unwrap();
+    z.swapon_file(&path, 8, &FileOptions::default()).unwrap();
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn two_caches_never_share_a_file() {
+    let d = dir("twocaches");
+    let path = d.join("swap");
+    let a = cache(64 << 20);
+    let ta = a.swapon_file(&path, 16, &FileOptions::default()).unwrap();
+    assert_eq!(a.store(ta, 3, &noise(3)).unwrap(), StoreOutcome::Swapped);
+    let before = snapshot(&path);
+    let b = cache(64 << 20);
+    let e = b
+        .swapon_file(&path, 16, &FileOptions::default())
+        .unwrap_err();
+    refused(&e, libc::EBUSY);
+    let e = mkswap(&path, 16, PAGE, true).unwrap_err();
+    refused(&e, libc::EBUSY);
+    assert_eq!(snapshot(&path), before);
+    assert_eq!(a.load(ta, 3).unwrap(), noise(3));
+    a.close();
+    b.swapon_file(&path, 16, &FileOptions::default()).unwrap();
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn kernel_interfaces_and_character_devices_are_refused() {
+    let z = cache(64 << 20);
+    let sys = [
+        "/sys/kernel/mm/transparent_hugepage/enabled",
+        "/sys/kernel/profiling",
+    ]
+    .into_iter()
+    .map(std::path::Path::new)
+    .find(|p| p.exists());
+    let paths = ["/proc/self/mem", "/proc/self/status", "/dev/null"]
+        .into_iter()
+        .map(std::path::Path::new)
+        .chain(sys);
+    for path in paths {
+        let e = z
+            .swapon_file(path, 16, &FileOptions::default())
+            .unwrap_err();
+        refused(&e, libc::EINVAL);
+        let e = mkswap(path, 16, PAGE, true).unwrap_err();
+        refused(&e, libc::EINVAL);
+    }
+}
+
+#[test]
+fn a_page_is_only_read_back_by_its_area_at_its_slot() {
+    let d = dir("check");
+    let path = d.join("swap");
+    let f = SwapFile::open(&path, 8, PAGE, &FileOptions::default()).unwrap();
+    let page = noise(7);
+    let check = f.write(3, &page).unwrap();
+    let raw = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    // The same bytes at another slot fail: the check covers the slot.
+    raw.write_all_at(&page, 6 * PAGE as u64).unwrap();
+    let mut out = vec![0u8; PAGE];
+    let e = f.read(5, check, &mut out).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+    f.read(3, check, &mut out).unwrap();
+    assert_eq!(out, page);
+    // A later area on the same file does not take the earlier one's page,
+    // byte for byte the same: the check covers the area id.
+    drop(f);
+    let g = SwapFile::open(&path, 8, PAGE, &FileOptions::default()).unwrap();
+    raw.write_all_at(&page, 4 * PAGE as u64).unwrap();
+    let e = g.read(3, check, &mut out).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+    assert!(out.iter().all(|&b| b == 0));
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn a_page_moved_to_another_slot_is_a_corrupt_page() {
+    let d = dir("moved");
+    let path = d.join("swap");
+    let z = cache(64 << 20);
+    let t = z.swapon_file(&path, 8, &FileOptions::default()).unwrap();
+    assert_eq!(z.store(t, 3, &noise(3)).unwrap(), StoreOutcome::Swapped);
+    assert_eq!(z.store(t, 5, &noise(5)).unwrap(), StoreOutcome::Swapped);
+    let raw = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let mut slot3 = vec![0u8; PAGE];
+    raw.read_exact_at(&mut slot3, 4 * PAGE as u64).unwrap();
+    raw.write_all_at(&slot3, 6 * PAGE as u64).unwrap();
+    raw.sync_all().unwrap();
+    assert_eq!(z.load(t, 5).unwrap_err().kind(), ErrorKind::Corrupt);
+    assert_eq!(z.load(t, 3).unwrap(), noise(3));
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn pacing_below_the_minimum_is_a_config_error() {
+    let d = dir("pacing");
+    let z = cache(64 << 20);
+    for mbps in [1e-300, 0.0, -1.0, f64::NAN, f64::INFINITY] {
+        let options = FileOptions {
+            direct: true,
+            disk_mbps: Some(mbps),
+        };
+        let e = z.swapon_file(&d.join("swap"), 16, &options).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Config, "{mbps}: {e}");
+    }
+    assert!(!d.join("swap").exists(), "nothing was made");
+    std::fs::remove_dir_all(&d).unwrap();
 }

@@ -1,15 +1,17 @@
 //! The backing swap file: the device zswap exists to avoid.
 //!
 //! A swap area may have a real file (or block device) behind it: slot `n`
-//! holds the page of swap offset `n` at byte `n * page_size`, as a swap
-//! device does. The file is sparse, so an area of a million slots costs disk
+//! holds the page of swap offset `n` at byte `(n + 1) * page_size`, after
+//! the header's page (`header`), as a swap device holds page `n`. The file is sparse, so an area of a million slots costs disk
 //! only for the pages actually written; an invalidated slot gives its blocks
 //! back (`FALLOC_FL_PUNCH_HOLE`, where the filesystem can).
 //!
-//! Opening is careful: the path is never followed through a symlink
-//! (`O_NOFOLLOW`), a new file is created with mode 0600 (swapped pages are
-//! someone's memory), and the file is locked while the area uses it (an OFD
-//! lock), so that no second area, cache or process writes into its slots.
+//! Opening is careful (`target`): the path is never followed through a
+//! symlink, a new file is created with mode 0600 (swapped pages are
+//! someone's memory), anything that is not a new or empty file or a
+//! zswap-rs swap file is refused untouched, and the file is locked while the
+//! area uses it, so that no second area, cache or process writes into its
+//! slots.
 //!
 //! I/O is real: with `direct` the file is opened `O_DIRECT`, so reads and
 //! writes reach the device instead of the page cache (whose RAM the
@@ -19,17 +21,19 @@
 //! speed, to replay experiments made on slower disks.
 
 use std::cell::RefCell;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use super::header::{Content, Header};
+use super::target::{refuse, set_direct, Target};
 use super::{check_failed, page_check, slot_out_of_range, BackingStore, FileFacts, FileOptions};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 
 /// An open backing file of `pages` slots: the [`BackingStore`] of a swap
 /// area on a file or block device.
@@ -49,9 +53,15 @@ pub struct SwapFile {
 }
 
 impl SwapFile {
-    /// Open or create the backing file at `path` with room for `pages`
-    /// slots of `page_size` bytes. Errors are [`ErrorKind::Backing`] with
-    /// the OS's errno, and [`ErrorKind::Config`] for bad `options`.
+    /// Open the swap file (or block device) at `path` for an area of
+    /// `pages` slots of `page_size` bytes, with a new random area id.
+    ///
+    /// A path that does not exist is created (mode 0600, sparse), and an
+    /// empty file or a zswap-rs file of this page size gets a fresh header;
+    /// anything else is refused before one byte is written: see the
+    /// module `target`'s rules. Errors are [`ErrorKind::Backing`](crate::ErrorKind::Backing) with the
+    /// OS's errno (`EINVAL` for a refusal, `EBUSY` for a file in use), and
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) for bad `options`.
     pub fn open(
         path: &Path,
         pages: u64,
@@ -59,60 +69,71 @@ impl SwapFile {
         options: &FileOptions,
     ) -> Result<SwapFile> {
         options.validate()?;
-        let fail = |e: io::Error| {
-            Error::io(
-                ErrorKind::Backing,
-                format!("cannot open swap file {}", path.display()),
-                e,
-            )
-        };
-        let bytes = pages
-            .checked_mul(page_size as u64)
-            .ok_or_else(|| fail(io::Error::from_raw_os_error(libc::EFBIG)))?;
-        let (file, direct) = open_file(path, options.direct).map_err(fail)?;
-        let meta = file.metadata().map_err(fail)?;
-        lock(&file).map_err(|e| {
-            let busy = e.raw_os_error() == Some(libc::EBUSY);
-            let what = match busy {
-                true => "is in use by another swap area (of this or another process)",
-                false => "cannot be locked",
-            };
-            Error::io(
-                ErrorKind::Backing,
-                format!("swap file {} {what}", path.display()),
-                e,
-            )
-        })?;
-        let block_device = meta.file_type().is_block_device();
-        if block_device {
-            let size = device_size(&file).map_err(fail)?;
-            if size < bytes {
-                return Err(fail(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("block device holds {size} bytes, {pages} slots need {bytes}"),
-                )));
+        let bytes = file_bytes(path, pages, page_size)?;
+        let mut target = Target::open(path)?;
+        match Self::prepare(&mut target, pages, page_size, bytes) {
+            Ok(area_id) => {
+                let direct = options.direct && set_direct(&target.file);
+                Ok(SwapFile {
+                    file: target.file,
+                    path: path.to_path_buf(),
+                    pages,
+                    page_size,
+                    area_id,
+                    direct,
+                    block_device: target.block_device,
+                    pacer: options.disk_mbps.map(|mbps| Pacer::new(mbps * 1e6)),
+                })
             }
-        } else if meta.file_type().is_file() {
-            if meta.len() < bytes {
-                // Sparse: no block is allocated until a slot is written.
-                file.set_len(bytes).map_err(fail)?;
-            }
-        } else {
-            return Err(fail(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "not a regular file or a block device",
-            )));
+            Err(e) => Err(target.abandon(e)),
         }
-        Ok(SwapFile {
-            file,
-            path: path.to_path_buf(),
-            pages,
-            page_size,
-            area_id: random_id().map_err(fail)?,
-            direct,
-            block_device,
-            pacer: options.disk_mbps.map(|mbps| Pacer::new(mbps * 1e6)),
-        })
+    }
+
+    /// Check what `target` holds, size it and write a new header; returns
+    /// the new area id.
+    fn prepare(target: &mut Target<'_>, pages: u64, page_size: usize, bytes: u64) -> Result<u64> {
+        let reused = match target.probe()? {
+            Content::Empty => false,
+            Content::Ours(h) if h.page_size as usize == page_size => true,
+            Content::Ours(h) => {
+                return Err(refuse(
+                    target.path,
+                    format!(
+                        "it is a zswap-rs swap file of page size {}, not {page_size} \
+                         (mkswap it again for this page size)",
+                        h.page_size
+                    ),
+                ))
+            }
+            Content::Blank if target.block_device => {
+                return Err(refuse(
+                    target.path,
+                    "the block device has no zswap-rs header (mkswap it first)",
+                ))
+            }
+            other => {
+                return Err(refuse(
+                    target.path,
+                    format!(
+                        "it holds {}; only a new or empty file, or a zswap-rs swap file, is \
+                         taken (mkswap with force overwrites it)",
+                        other.describe()
+                    ),
+                ))
+            }
+        };
+        target.ensure_size(bytes)?;
+        if reused {
+            target.forget_slots(page_size);
+        }
+        let area_id = random_id().map_err(|e| target.io("no random id for", e))?;
+        let header = Header {
+            page_size: page_size as u32,
+            slots: pages,
+            area_id,
+        };
+        target.write_header(&header, page_size)?;
+        Ok(area_id)
     }
 
     /// The path it was opened by.
@@ -135,7 +156,8 @@ impl SwapFile {
         if slot >= self.pages {
             return Err(slot_out_of_range(slot, self.pages));
         }
-        Ok(slot * self.page_size as u64)
+        // The header is the page before slot 0.
+        Ok((slot + 1) * self.page_size as u64)
     }
 
     /// Give the blocks of `count` slots from `slot` back to the filesystem.
@@ -267,53 +289,83 @@ impl SwapFile {
     }
 }
 
-/// Open `path` read-write, never through a symlink, creating it with mode
-/// 0600 if missing; with `direct`, `O_DIRECT` where the filesystem allows.
-/// Returns the file and whether `O_DIRECT` is in effect.
-fn open_file(path: &Path, direct: bool) -> io::Result<(File, bool)> {
-    let open = |direct: bool| {
-        let mut flags = libc::O_NOFOLLOW | libc::O_CLOEXEC;
-        if direct {
-            flags |= libc::O_DIRECT;
-        }
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .mode(0o600)
-            .custom_flags(flags)
-            .open(path)
-    };
-    match open(direct) {
-        // tmpfs and some others refuse O_DIRECT at open time.
-        Err(e) if direct && e.raw_os_error() == Some(libc::EINVAL) => Ok((open(false)?, false)),
-        other => Ok((other?, direct)),
-    }
+/// Bytes a file of `pages` slots of `page_size` takes: its header page and
+/// the slots.
+fn file_bytes(path: &Path, pages: u64, page_size: usize) -> Result<u64> {
+    pages
+        .checked_add(1)
+        .and_then(|n| n.checked_mul(page_size as u64))
+        .ok_or_else(|| refuse(path, format!("{pages} slots of {page_size} bytes overflow")))
 }
 
-/// Take the open file description's write lock on the whole file (an OFD
-/// lock, `F_OFD_SETLK`), held until the file is closed. Unlike a classic
-/// POSIX lock it belongs to this open, not to the process, so a second open
-/// conflicts with it even from the same process (a second cache, or this
-/// one): two areas never share a file. `EBUSY` if another open holds it, as
-/// the kernel's swapon says of a swap file in use.
-fn lock(file: &File) -> io::Result<()> {
-    // SAFETY: `flock` is plain old data, valid all zeros.
-    let mut whole: libc::flock = unsafe { std::mem::zeroed() };
-    whole.l_type = libc::F_WRLCK as libc::c_short;
-    whole.l_whence = libc::SEEK_SET as libc::c_short;
-    // l_start = 0, l_len = 0: from the start to any end; l_pid must be 0.
-    // SAFETY: the descriptor is open (owned by `file`) and `whole` is a
-    // valid `struct flock` that outlives the call.
-    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &whole) };
-    if rc == 0 {
-        return Ok(());
+/// Write a zswap-rs header to the file or block device at `path`, for
+/// `pages` slots of `page_size` bytes, as the kernel's `mkswap` signs a
+/// swap area. Takes a path that does not exist (created, mode 0600), an
+/// empty or all-zero file or device, or a zswap-rs swap file of any page
+/// size; anything else (a user's file, a filesystem, a partition table) is
+/// refused with `EINVAL` unless `force`. Never: a character device, a file
+/// on procfs or sysfs, or a file in use by an area (`EBUSY`), force or not.
+/// A regular file is cut to the header and its slots, all holes; on a
+/// block device the first [`PROBE_BYTES`](super::header::PROBE_BYTES) are
+/// zeroed, so no old signature is left beside the new header.
+pub fn mkswap(path: &Path, pages: u64, page_size: usize, force: bool) -> Result<()> {
+    if !page_size.is_power_of_two()
+        || !(crate::pool::MIN_PAGE_SIZE..=crate::pool::MAX_PAGE_SIZE).contains(&page_size)
+    {
+        return Err(Error::config(format!(
+            "page_size must be a power of two in {}..={}, got {page_size}",
+            crate::pool::MIN_PAGE_SIZE,
+            crate::pool::MAX_PAGE_SIZE
+        )));
     }
-    let e = io::Error::last_os_error();
-    match e.raw_os_error() {
-        Some(libc::EAGAIN) | Some(libc::EACCES) => Err(io::Error::from_raw_os_error(libc::EBUSY)),
-        _ => Err(e),
+    if pages == 0 || pages > crate::MAX_AREA_PAGES {
+        return Err(Error::invalid(format!(
+            "pages must be in 1..={}, got {pages}",
+            crate::MAX_AREA_PAGES
+        )));
     }
+    let bytes = file_bytes(path, pages, page_size)?;
+    let mut target = Target::open(path)?;
+    let r = sign(&mut target, pages, page_size, bytes, force);
+    r.map_err(|e| target.abandon(e))
+}
+
+fn sign(
+    target: &mut Target<'_>,
+    pages: u64,
+    page_size: usize,
+    bytes: u64,
+    force: bool,
+) -> Result<()> {
+    match target.probe()? {
+        Content::Empty | Content::Ours(_) | Content::Blank => {}
+        _ if force => {}
+        other => {
+            return Err(refuse(
+                target.path,
+                format!(
+                    "it holds {}; mkswap with force overwrites it",
+                    other.describe()
+                ),
+            ))
+        }
+    }
+    if target.block_device {
+        target.ensure_size(bytes)?;
+        target.zero_probe_window(page_size)?;
+    } else {
+        target.truncate(bytes)?;
+    }
+    let header = Header {
+        page_size: page_size as u32,
+        slots: pages,
+        area_id: random_id().map_err(|e| target.io("no random id for", e))?,
+    };
+    target.write_header(&header, page_size)?;
+    target
+        .file
+        .sync_all()
+        .map_err(|e| target.io("cannot sync", e))
 }
 
 /// A random 64-bit id from the kernel's CSPRNG (`getrandom(2)`).
@@ -334,14 +386,6 @@ fn random_id() -> io::Result<u64> {
         got += n as usize;
     }
     Ok(u64::from_le_bytes(id))
-}
-
-/// Size in bytes of the block device open as `file`.
-fn device_size(file: &File) -> io::Result<u64> {
-    use std::io::{Seek, SeekFrom};
-    // Seeking to the end of a block device gives its size without an ioctl.
-    let mut f = file.try_clone()?;
-    f.seek(SeekFrom::End(0))
 }
 
 thread_local! {
@@ -423,7 +467,11 @@ mod tests {
         let path = temp_path("sparse");
         let f = SwapFile::open(&path, 1 << 16, 4096, &FileOptions::default()).unwrap();
         let meta = std::fs::metadata(&path).unwrap();
-        assert_eq!(meta.len(), (1 << 16) * 4096);
+        assert_eq!(
+            meta.len(),
+            ((1 << 16) + 1) * 4096,
+            "a header page, then the slots"
+        );
         assert_eq!(meta.mode() & 0o777, 0o600);
         assert!(
             meta.blocks() * 512 < 64 * 1024,
@@ -449,7 +497,7 @@ mod tests {
         let page = vec![1u8; 4096];
         let e = f.write(4, &page).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), 4 * 4096);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 5 * 4096);
         let e = f.discard(&[3, 4]).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
         std::fs::remove_file(&path).unwrap();

@@ -18,8 +18,11 @@
 //! slot on disk (the table), in exchange for not having to trust the store.
 
 mod file;
+mod header;
+mod target;
 
-pub use file::SwapFile;
+pub use file::{mkswap, SwapFile};
+pub use header::{MAGIC, PROBE_BYTES, VERSION};
 
 use std::fmt;
 use std::io;
