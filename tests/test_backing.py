@@ -1,4 +1,5 @@
-"""Swap areas on real files from Python: outcomes, writeback, and faults that lose nothing.
+"""Swap areas on real files from Python: outcomes, writeback, faults that lose nothing,
+and what may be a swap file (a user's file, procfs, another area's file: refused untouched).
 
 The fault tests use real full filesystems, not mocks: a small tmpfs mounted for
 the test (ENOSPC; needs root, which CI has) and RLIMIT_FSIZE in a child process
@@ -7,7 +8,9 @@ the test (ENOSPC; needs root, which CI has) and RLIMIT_FSIZE in a child process
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import hashlib
 import os
 import random
 import subprocess
@@ -294,11 +297,200 @@ def test_shrinker_is_off_by_default_and_can_be_turned_on(swapdir: Path) -> None:
             z.shrinker_age = 0
 
 
-def test_a_block_device_works_too(tmp_path: Path) -> None:
+# --- what a swap file may be (SPEC "What it is"; issue 12) ----------------------
+
+
+def fingerprint(path: Path) -> tuple[str, int, int]:
+    """sha256, length and mtime: a file that was not touched keeps all three."""
+    st = path.stat()
+    return hashlib.sha256(path.read_bytes()).hexdigest(), st.st_size, st.st_mtime_ns
+
+
+def test_a_users_file_is_refused_and_left_byte_for_byte(swapdir: Path) -> None:
+    thesis = swapdir / "thesis.txt"
+    thesis.write_text("Chapter 1. It was a dark and stormy night.\n" * 500)
+    before = fingerprint(thesis)
+    with Zswap() as z:
+        with pytest.raises(zswap_rs.BackingStoreError) as e:
+            z.swapon(thesis, pages=16)
+        assert e.value.errno == errno.EINVAL
+        assert "not a zswap-rs swap file" in str(e.value)
+        with pytest.raises(zswap_rs.BackingStoreError) as e:
+            zswap_rs.mkswap(thesis, 16)
+        assert e.value.errno == errno.EINVAL and "force" in str(e.value)
+        assert fingerprint(thesis) == before
+        zswap_rs.mkswap(thesis, 16, force=True)
+        assert thesis.read_bytes()[:8] == b"zswap-rs"
+        z.swapon(thesis, pages=16)
+
+
+def test_a_new_path_and_an_empty_file_are_taken(swapdir: Path) -> None:
+    (swapdir / "empty").touch()
+    with Zswap() as z:
+        for name in ("new", "empty"):
+            path = swapdir / name
+            t = z.swapon(path, pages=16)
+            if name == "new":
+                assert path.stat().st_mode & 0o777 == 0o600
+            assert path.stat().st_size == 17 * PAGE  # the header page, then 16 slots
+            assert path.read_bytes()[:8] == b"zswap-rs"
+            z.swapoff(t)
+
+
+def test_a_mkswap_file_is_reused_after_swapoff(swapdir: Path) -> None:
+    path = swapdir / "swap"
+    zswap_rs.mkswap(path, 64)
+    assert path.stat().st_size == 65 * PAGE
+    area_id = lambda: path.read_bytes()[24:32]  # noqa: E731 - a one-line probe
+    with Zswap() as z:
+        t = z.swapon(str(path), pages=64)
+        first = area_id()
+        z.enabled = False
+        assert z.store(t, 3, noise_page(3)) is StoreOutcome.SWAPPED
+        z.swapoff(t)
+        t = z.swapon(path, pages=64)
+        assert area_id() != first, "each swapon gets a new area id"
+        with pytest.raises(KeyError):
+            z.load(t, 3)  # no page survives swapoff
+
+
+def test_a_swap_file_of_another_page_size_is_refused(swapdir: Path) -> None:
+    path = swapdir / "swap"
+    zswap_rs.mkswap(path, 8, page_size=8192)
+    before = fingerprint(path)
+    with Zswap() as z:
+        with pytest.raises(zswap_rs.BackingStoreError, match="page size 8192") as e:
+            z.swapon(path, pages=8)
+        assert e.value.errno == errno.EINVAL
+    assert fingerprint(path) == before
+    with Zswap(page_size=8192) as z:
+        z.swapon(path, pages=8)
+
+
+def test_mkswap_checks_its_arguments(swapdir: Path) -> None:
+    with pytest.raises(ValueError, match="pages"):
+        zswap_rs.mkswap(swapdir / "swap", 0)
+    with pytest.raises(zswap_rs.ConfigError, match="page_size"):
+        zswap_rs.mkswap(swapdir / "swap", 8, page_size=1000)
+    with pytest.raises(TypeError):
+        zswap_rs.mkswap(swapdir / "swap", 8, 4096)  # type: ignore[misc]
+    with pytest.raises(TypeError, match="path"):
+        zswap_rs.mkswap(3.5, 8)  # type: ignore[arg-type]
+    assert not (swapdir / "swap").exists()
+
+
+def test_two_caches_get_ebusy_and_the_first_keeps_its_pages(swapdir: Path) -> None:
+    path = swapdir / "swap"
+    with Zswap() as a, Zswap() as b:
+        t = a.swapon(path, pages=16)
+        a.enabled = False
+        a.store(t, 3, noise_page(3))
+        before = fingerprint(path)
+        with pytest.raises(zswap_rs.BackingStoreError) as e:
+            b.swapon(path, pages=16)
+        assert e.value.errno == errno.EBUSY
+        with pytest.raises(zswap_rs.BackingStoreError) as e:
+            zswap_rs.mkswap(path, 16, force=True)
+        assert e.value.errno == errno.EBUSY
+        assert fingerprint(path) == before
+        assert a.load(t, 3) == noise_page(3)
+        a.swapoff(t)
+        b.swapon(path, pages=16)  # free again once the area is off
+
+
+def test_two_processes_get_ebusy_and_the_first_keeps_its_pages(swapdir: Path) -> None:
+    path = swapdir / "swap"
+    child = textwrap.dedent(
+        f"""
+        import random, sys, zswap_rs
+        page = random.Random(3).randbytes(4096)
+        z = zswap_rs.Zswap()
+        t = z.swapon({str(path)!r}, pages=16)
+        z.enabled = False
+        assert z.store(t, 3, page) == zswap_rs.StoreOutcome.SWAPPED
+        print("ready", flush=True)
+        sys.stdin.readline()
+        assert z.load(t, 3) == page
+        print("ok", flush=True)
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", child],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout.readline().strip() == "ready", proc.stderr
+        with Zswap() as z:
+            with pytest.raises(zswap_rs.BackingStoreError) as e:
+                z.swapon(path, pages=16)
+            assert e.value.errno == errno.EBUSY
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert out.strip() == "ok"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def kernel_interfaces() -> list[str]:
+    paths = ["/proc/self/mem", "/proc/self/status", "/dev/null"]
+    for sysfile in ("/sys/kernel/mm/transparent_hugepage/enabled", "/sys/kernel/profiling"):
+        if os.path.exists(sysfile):
+            paths.append(sysfile)
+            break
+    return paths
+
+
+@pytest.mark.parametrize("path", kernel_interfaces())
+def test_kernel_interfaces_and_character_devices_are_refused(path: str) -> None:
+    with Zswap() as z:
+        with pytest.raises(zswap_rs.BackingStoreError) as e:
+            z.swapon(path, pages=(1 << 31) // PAGE - 1)
+        assert e.value.errno == errno.EINVAL
+        with pytest.raises(zswap_rs.BackingStoreError) as e:
+            zswap_rs.mkswap(path, 16, force=True)
+        assert e.value.errno == errno.EINVAL
+
+
+def test_a_page_moved_to_another_slot_fails_its_check(swapdir: Path) -> None:
+    path = swapdir / "swap"
+    with Zswap() as z:
+        t = z.swapon(path, pages=8)
+        z.enabled = False
+        z.store(t, 3, noise_page(3))
+        z.store(t, 5, noise_page(5))
+        with open(path, "r+b") as f:  # slot n is at (n + 1) * page size
+            f.seek(4 * PAGE)
+            slot3 = f.read(PAGE)
+            f.seek(6 * PAGE)
+            f.write(slot3)
+        with pytest.raises(zswap_rs.CorruptPageError):
+            z.load(t, 5)
+        assert z.load(t, 3) == noise_page(3)
+
+
+def test_disk_mbps_out_of_range_is_a_config_error(swapdir: Path) -> None:
+    with Zswap() as z:
+        for mbps in (1e-300, 0.0005):
+            with pytest.raises(zswap_rs.ConfigError, match="disk_mbps"):
+                z.swapon(swapdir / "swap", pages=16, disk_mbps=mbps)
+        assert not (swapdir / "swap").exists()
+        t = z.swapon(swapdir / "swap", pages=16, disk_mbps=0.05)
+        assert z.backing_info(t)["disk_mbps"] == 0.05  # type: ignore[index]
+
+
+@contextlib.contextmanager
+def loop_device(image: Path) -> Iterator[str]:
+    """`image` attached as a loop device, detached again whatever happens."""
     if os.geteuid() != 0:
         pytest.skip("attaching a loop device needs root (CI runs as root)")
-    image = tmp_path / "disk.img"
-    image.write_bytes(bytes(256 * PAGE))
     attach = subprocess.run(
         ["losetup", "--find", "--show", str(image)], capture_output=True, text=True
     )
@@ -306,14 +498,50 @@ def test_a_block_device_works_too(tmp_path: Path) -> None:
         pytest.skip(f"no loop device here: {attach.stderr.strip()}")
     dev = attach.stdout.strip()
     try:
-        with Zswap() as z:
-            with pytest.raises(zswap_rs.BackingStoreError) as e:
-                z.swapon(dev, pages=257)  # larger than the device
-            assert e.value.errno == errno.EINVAL
-            t = z.swapon(dev, pages=256)
-            z.enabled = False
-            assert z.store(t, 255, noise_page(255)) is StoreOutcome.SWAPPED
-            assert z.load(t, 255) == noise_page(255)
-            assert z.invalidate(t, 255) is True
+        yield dev
     finally:
         subprocess.run(["losetup", "-d", dev], check=False)
+
+
+def test_a_loop_device_with_ext4_on_it_is_refused(tmp_path: Path) -> None:
+    image = tmp_path / "ext4.img"
+    image.write_bytes(bytes(4 << 20))
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(image)], check=True)
+    with loop_device(image) as dev:
+        before = hashlib.sha256(Path(dev).read_bytes()).hexdigest()
+        with Zswap() as z:
+            with pytest.raises(zswap_rs.BackingStoreError, match="ext2/3/4") as e:
+                z.swapon(dev, pages=16)
+            assert e.value.errno == errno.EINVAL
+            with pytest.raises(zswap_rs.BackingStoreError, match="ext2/3/4") as e:
+                zswap_rs.mkswap(dev, 16)
+            assert e.value.errno == errno.EINVAL
+            assert hashlib.sha256(Path(dev).read_bytes()).hexdigest() == before
+            zswap_rs.mkswap(dev, 16, force=True)
+            blkid = subprocess.run(["blkid", "-p", dev], capture_output=True, text=True)
+            assert "ext4" not in blkid.stdout, "no old signature is left"
+            t = z.swapon(dev, pages=16)
+            z.enabled = False
+            assert z.store(t, 15, noise_page(15)) is StoreOutcome.SWAPPED
+            assert z.load(t, 15) == noise_page(15)
+
+
+def test_a_block_device_works_once_signed(tmp_path: Path) -> None:
+    image = tmp_path / "disk.img"
+    image.write_bytes(bytes(256 * PAGE))
+    with loop_device(image) as dev, Zswap() as z:
+        with pytest.raises(zswap_rs.BackingStoreError, match="mkswap it first") as e:
+            z.swapon(dev, pages=16)  # blank, but a device is never "empty"
+        assert e.value.errno == errno.EINVAL
+        zswap_rs.mkswap(dev, 255)  # all zeros: no force needed
+        with pytest.raises(zswap_rs.BackingStoreError) as e:
+            z.swapon(dev, pages=256)  # the header takes a page of the device
+        assert e.value.errno == errno.EINVAL
+        t = z.swapon(dev, pages=255)
+        z.enabled = False
+        assert z.store(t, 254, noise_page(254)) is StoreOutcome.SWAPPED
+        assert z.load(t, 254) == noise_page(254)
+        assert z.invalidate(t, 254) is True
+        with pytest.raises(zswap_rs.BackingStoreError) as e:
+            zswap_rs.mkswap(dev, 255, force=True)  # in use
+        assert e.value.errno == errno.EBUSY

@@ -23,6 +23,7 @@ from ._zswap_rs import (
     Zswap,
     __version__,
     _compressors,
+    mkswap,
     train_dictionary,
     userfaultfd_status,
 )
@@ -39,6 +40,7 @@ __all__ = [
     "ZswapError",
     "__version__",
     "compressors",
+    "mkswap",
     "train_dictionary",
     "userfaultfd_status",
 ]

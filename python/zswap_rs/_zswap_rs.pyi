@@ -49,6 +49,9 @@ class Zswap:
         does not take is written there (``SWAPPED``), and a full pool writes back
         its oldest entries there. ``direct`` opens it ``O_DIRECT`` where the
         filesystem allows; ``disk_mbps`` paces its I/O to a slower device's speed.
+        An existing path must be an empty file or a zswap-rs swap file of this page
+        size (``mkswap``); anything else raises ``BackingStoreError`` (``EINVAL``)
+        untouched, and a file another area uses raises it with ``EBUSY``.
         """
     def backing_info(self, swap_type: int) -> dict[str, object] | None:
         """The backing file of ``swap_type`` (path, pages, direct, disk_mbps, used_slots)."""
@@ -186,6 +189,24 @@ def userfaultfd_status() -> tuple[bool, str, str]:
     """
 
 def _compressors() -> list[tuple[str, bool, bool, str]]: ...
+def mkswap(
+    path: str | os.PathLike[str],
+    pages: int,
+    *,
+    page_size: int = 4096,
+    force: bool = False,
+) -> None:
+    """Make ``path`` a zswap-rs swap file of ``pages`` slots, as the kernel's ``mkswap``.
+
+    Writes the header (magic, format version, page size, slots, a random id) in
+    a page before slot 0. Takes a new path (created with mode 0600), an empty
+    or all-zero file or block device, or a zswap-rs swap file of any page size.
+    Anything else (a user's file, a filesystem, a partition table, LUKS) raises
+    ``BackingStoreError`` (errno ``EINVAL``) and is left untouched, unless
+    ``force=True``. Never, force or not: a character device, a file on procfs
+    or sysfs, or a file an area is using (errno ``EBUSY``).
+    """
+
 def train_dictionary(
     pages: Buffer | Iterable[Buffer],
     size: int = 32768,

@@ -1016,6 +1016,47 @@ fn train_dictionary<'py>(
     Ok(PyBytes::new(py, &dict))
 }
 
+/// Write a zswap-rs swap header to `path` for `pages` slots, as the
+/// kernel's `mkswap` signs a swap area: see `backing::mkswap` for what it
+/// takes and what it refuses unless `force`.
+#[pyfunction]
+#[pyo3(signature = (path, pages, *, page_size = None, force = false),
+    text_signature = "(path, pages, *, page_size=4096, force=False)")]
+fn mkswap(
+    py: Python<'_>,
+    path: &Bound<'_, PyAny>,
+    pages: &Bound<'_, PyAny>,
+    page_size: Option<&Bound<'_, PyAny>>,
+    force: bool,
+) -> PyResult<()> {
+    let path: PathBuf = path.extract().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "path must be a str or os.PathLike, not {}",
+            type_name(path)
+        ))
+    })?;
+    // A negative number is out of range; the core checks the rest.
+    let pages = int_arg(pages, "pages")?;
+    let pages = u64::try_from(pages).map_err(|_| {
+        PyValueError::new_err(format!(
+            "pages must be in 1..={}, got {pages}",
+            crate::MAX_AREA_PAGES
+        ))
+    })?;
+    let page_size = page_size.map_or(Ok(4096), |p| int_arg(p, "page_size"))?;
+    let page_size = usize::try_from(page_size).map_err(|_| {
+        to_py(
+            py,
+            Error::new(
+                ErrorKind::Config,
+                format!("page_size must be a positive power of two, got {page_size}"),
+            ),
+        )
+    })?;
+    py.detach(|| crate::backing::mkswap(&path, pages, page_size, force))
+        .map_err(|e| to_py(py, e))
+}
+
 #[pymodule]
 fn _zswap_rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Zswap>()?;
@@ -1023,6 +1064,7 @@ fn _zswap_rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(region::userfaultfd_status, m)?)?;
     m.add_function(wrap_pyfunction!(_compressors, m)?)?;
     m.add_function(wrap_pyfunction!(train_dictionary, m)?)?;
+    m.add_function(wrap_pyfunction!(mkswap, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("MAX_SWAP_TYPES", MAX_SWAP_TYPES)?;
     Ok(())
