@@ -15,3 +15,107 @@ pub fn xorshift(seed: u64) -> impl Iterator<Item = u64> {
 pub fn noise(seed: u64, len: usize) -> Vec<u8> {
     xorshift(seed).take(len).map(|x| x as u8).collect()
 }
+
+/// Where a [`Gate`] can stop a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Inside `compress`: a store, between its checks and taking the area
+    /// lock again.
+    Compress,
+    /// Inside `decompress`: a load or a writeback, with the area lock
+    /// dropped (and, for a writeback, the slot claimed).
+    Decompress,
+}
+
+/// lz4 under its own id, which can be made to stop the next call of a
+/// [`Step`] until the test lets it go, or to panic there: a test holds a
+/// call in the middle of its unlocked stretch and races something against
+/// it with no sleep. A cache uses it for lz4 entries only if it is the
+/// first lz4 instance the cache sees (`Config::compressor` another
+/// compressor, then `set_compressor_instance`).
+#[derive(Debug)]
+pub struct Gate {
+    lz4: std::sync::Arc<dyn crate::compress::Compressor>,
+    state: parking_lot::Mutex<GateState>,
+    changed: parking_lot::Condvar,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    armed: Option<(Step, bool)>,
+    held: bool,
+}
+
+impl Gate {
+    /// An open gate.
+    pub fn new() -> std::sync::Arc<Gate> {
+        let lz4 = crate::compress::create("lz4", &Default::default()).expect("lz4");
+        std::sync::Arc::new(Gate {
+            lz4,
+            state: Default::default(),
+            changed: Default::default(),
+        })
+    }
+
+    /// Stop the next call of `step` until [`release`](Gate::release).
+    pub fn hold(&self, step: Step) {
+        self.state.lock().armed = Some((step, false));
+    }
+
+    /// Wait until a call is held.
+    pub fn wait_held(&self) {
+        let mut s = self.state.lock();
+        while !s.held {
+            self.changed.wait(&mut s);
+        }
+    }
+
+    /// Let the held call go on.
+    pub fn release(&self) {
+        self.state.lock().held = false;
+        self.changed.notify_all();
+    }
+
+    fn checkpoint(&self, step: Step) {
+        let mut s = self.state.lock();
+        match s.armed {
+            Some((armed, panics)) if armed == step => {
+                s.armed = None;
+                if panics {
+                    drop(s);
+                    panic!("{step:?} panics, as the test asked");
+                }
+                s.held = true;
+                self.changed.notify_all();
+                while s.held {
+                    self.changed.wait(&mut s);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+impl crate::compress::Compressor for Gate {
+    fn id(&self) -> crate::compress::CompressorId {
+        self.lz4.id()
+    }
+
+    fn compress(
+        &self,
+        src: &[u8],
+        dst: &mut [u8],
+    ) -> Result<usize, crate::compress::CompressError> {
+        self.checkpoint(Step::Compress);
+        self.lz4.compress(src, dst)
+    }
+
+    fn decompress(
+        &self,
+        src: &[u8],
+        dst: &mut [u8],
+    ) -> Result<(), crate::compress::DecompressError> {
+        self.checkpoint(Step::Decompress);
+        self.lz4.decompress(src, dst)
+    }
+}

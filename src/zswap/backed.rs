@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use parking_lot::MutexGuard;
 
 use super::{
-    unpack, Area, AreaInner, AreaState, Counter, Error, ErrorKind, Result, StoreOutcome, Zswap,
-    TAG_SAME_FILLED,
+    unpack, Area, AreaInner, AreaRef, AreaState, Counter, Error, ErrorKind, Result, StoreOutcome,
+    Zswap, TAG_SAME_FILLED,
 };
 use crate::backing::BackingStore;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -40,19 +40,19 @@ pub struct BackingInfo {
     pub used_slots: u64,
 }
 
-/// Wait until `offset` is not claimed; `Err` if the area went off meanwhile.
+/// Wait until `offset` is not claimed; `Err` if the area instance `at` was
+/// swapped off meanwhile.
 fn wait_unclaimed(
     z: &Zswap,
-    swap_type: u32,
-    area: &Area,
+    at: AreaRef<'_>,
     inner: &mut MutexGuard<'_, AreaInner>,
     offset: u32,
 ) -> Result<()> {
     while inner.is_busy(offset) {
-        area.io_done.wait(inner);
+        at.area.io_done.wait(inner);
     }
-    if inner.state != AreaState::On {
-        return Err(z.not_on(swap_type, inner.state));
+    if !inner.is_instance(at) {
+        return Err(z.gone(at, inner));
     }
     Ok(())
 }
@@ -86,40 +86,32 @@ impl Zswap {
     /// I/O error nothing changes: the old page at `offset` stays readable.
     pub(super) fn swap_out(
         &self,
-        swap_type: u32,
-        area: &Area,
+        at: AreaRef<'_>,
         offset: u32,
         page: &[u8],
     ) -> Result<StoreOutcome> {
-        match self.swap_out_once(swap_type, area, offset, page) {
+        match self.swap_out_once(at, offset, page) {
             // Freed slots not yet given back may be what fills the disk.
-            Err(e) if is_enospc(&e) && self.flush_freed(area) => {
-                self.swap_out_once(swap_type, area, offset, page)
-            }
+            Err(e) if is_enospc(&e) && self.flush_freed(at) => self.swap_out_once(at, offset, page),
             other => other,
         }
     }
 
-    /// Give back the blocks of every freed slot of `area` now; returns
+    /// Give back the blocks of every freed slot of the area now; returns
     /// whether there were any.
-    fn flush_freed(&self, area: &Area) -> bool {
-        let inner = area.inner.lock();
-        if inner.backing.as_ref().is_none_or(|b| b.freed.is_empty()) {
+    fn flush_freed(&self, at: AreaRef<'_>) -> bool {
+        let inner = at.area.inner.lock();
+        if !inner.is_instance(at) || inner.backing.as_ref().is_none_or(|b| b.freed.is_empty()) {
             return false;
         }
-        self.discard(area, inner);
+        self.discard(at.area, inner);
         true
     }
 
-    fn swap_out_once(
-        &self,
-        swap_type: u32,
-        area: &Area,
-        offset: u32,
-        page: &[u8],
-    ) -> Result<StoreOutcome> {
-        let mut inner = self.lock_slot(swap_type, area, u64::from(offset))?;
-        wait_unclaimed(self, swap_type, area, &mut inner, offset)?;
+    fn swap_out_once(&self, at: AreaRef<'_>, offset: u32, page: &[u8]) -> Result<StoreOutcome> {
+        let swap_type = at.swap_type;
+        let mut inner = self.lock_slot(at, u64::from(offset))?;
+        wait_unclaimed(self, at, &mut inner, offset)?;
         let Some(file) = inner.backing.as_ref().map(|b| b.store.clone()) else {
             return Err(Error::new(
                 ErrorKind::Closed,
@@ -129,12 +121,12 @@ impl Zswap {
         inner.claim(offset);
         drop(inner);
         let written = file.write(u64::from(offset), page);
-        let mut inner = area.inner.lock();
+        let mut inner = at.area.inner.lock();
         let superseded = inner.release_claim(offset);
-        area.io_done.notify_all();
+        at.area.io_done.notify_all();
         let crc = written.map_err(|e| io_error(swap_type, offset, "write", &*file, e))?;
-        if inner.state != AreaState::On {
-            return Err(self.not_on(swap_type, inner.state));
+        if !inner.is_instance(at) {
+            return Err(self.gone(at, &inner));
         }
         self.stats.inc(Counter::Pswpout);
         if !superseded {
@@ -152,8 +144,7 @@ impl Zswap {
     /// `out` (`pswpin`). Called with the area lock held and the slot free.
     pub(super) fn load_from_file(
         &self,
-        swap_type: u32,
-        area: &Area,
+        at: AreaRef<'_>,
         mut inner: MutexGuard<'_, AreaInner>,
         offset: u32,
         crc: u32,
@@ -164,13 +155,14 @@ impl Zswap {
             .as_ref()
             .map(|b| b.store.clone())
             .expect("a slot on disk implies a file");
+        let swap_type = at.swap_type;
         inner.claim(offset);
         drop(inner);
         // The store verifies the check and leaves `out` zeroed if it fails.
         let read = file.read(u64::from(offset), crc, out);
-        let mut inner = area.inner.lock();
+        let mut inner = at.area.inner.lock();
         inner.release_claim(offset);
-        area.io_done.notify_all();
+        at.area.io_done.notify_all();
         drop(inner);
         read.map_err(|e| io_error(swap_type, offset, "read", &*file, e))?;
         self.stats.inc(Counter::Pswpin);
@@ -279,6 +271,11 @@ impl Zswap {
         if inner.state != AreaState::On {
             return Ok(false);
         }
+        let at = AreaRef {
+            swap_type,
+            area,
+            generation: inner.generation,
+        };
         let Some(file) = inner.backing.as_ref().map(|b| b.store.clone()) else {
             return Ok(false);
         };
@@ -333,7 +330,7 @@ impl Zswap {
                 // Freed slots not yet given back may be what fills the
                 // disk: give them back and let the caller try again.
                 drop(inner);
-                if is_enospc(&e) && self.flush_freed(area) {
+                if is_enospc(&e) && self.flush_freed(at) {
                     return Ok(true);
                 }
                 return Err(e);
@@ -344,7 +341,7 @@ impl Zswap {
         // load) meanwhile.
         let superseded = inner.is_superseded(offset);
         let current = inner.index.get(offset);
-        if superseded || current.is_none() || inner.state != AreaState::On {
+        if superseded || current.is_none() || !inner.is_instance(at) {
             // What was written is stale: give its blocks back while the slot
             // is still claimed, so no newer write can land before the punch.
             drop(inner);

@@ -43,7 +43,11 @@
 //! Anything learned before taking the area lock (the area is on, the offset
 //! is in range, what the entry was) is checked again after taking it: the
 //! 2013 patches fixed the writeback-versus-invalidate race twice, and this
-//! file keeps to the rule that fixes it.
+//! file keeps to the rule that fixes it. "The area is on" means the same
+//! *instance* of it: a call is bound to the generation it started on
+//! ([`AreaRef`]), since `swapoff` and `swapon` may reuse its number while
+//! it compresses or does I/O, and a number being swapped off is not given
+//! out again until its I/O in flight is done.
 
 mod backed;
 
@@ -195,12 +199,16 @@ pub enum LoadSource {
     Backing,
 }
 
-/// The state of one swap type. Invariant: `pages` (the atomic) equals
-/// `inner.pages` whenever `inner` is unlocked, and is 0 while the area is off.
+/// The state of one swap type. Invariant: `pages` and `generation` (the
+/// atomics) equal `inner.pages` and `inner.generation` whenever `inner` is
+/// unlocked; `pages` is 0 while the area is off.
 struct Area {
     /// Slots of the area, 0 while off; read without the lock to reject bad
     /// arguments before compressing, and checked again under it.
     pages: AtomicU64,
+    /// The instance of the area a call starts on, read without the lock
+    /// beside `pages` (see [`AreaRef`]).
+    generation: AtomicU64,
     inner: Mutex<AreaInner>,
     /// Signalled whenever a slot claim is released.
     io_done: Condvar,
@@ -208,17 +216,41 @@ struct Area {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum AreaState {
-    /// Never turned on (or reused after swapoff).
+    /// Never turned on.
     Unused,
     On,
-    /// Turned off by `swapoff`; using it again is an error that says so.
+    /// `swapoff` has begun and waits for the I/O in flight: no new call gets
+    /// in, and `swapon` may not reuse the number until it is `SwappedOff`,
+    /// or the waiting `swapoff` would empty the next area.
+    Stopping,
+    /// Turned off by `swapoff`; using it again is an error that says so,
+    /// until `swapon` reuses the number.
     SwappedOff,
+}
+
+/// An area as a call found it: its number and the instance it was then.
+///
+/// A call that drops the area lock (to compress, to do file I/O, to wait
+/// for a claimed slot) may come back to a different area under the same
+/// number: `swapoff` and `swapon` can run meanwhile, and `swapon` gives the
+/// lowest free number. So every retaking of the lock checks the
+/// generation, which `swapon` and `swapoff` bump, and a call whose area was
+/// swapped off meanwhile fails as swapped off: its work never lands in the
+/// next area of that number.
+#[derive(Clone, Copy)]
+struct AreaRef<'a> {
+    swap_type: u32,
+    area: &'a Area,
+    generation: u64,
 }
 
 /// Invariants: an offset is in the index or valid in `backing.slots`, never
 /// both; every claimed offset is on `busy` exactly once.
 struct AreaInner {
     state: AreaState,
+    /// Bumped by every `swapon` and `swapoff` of this number: which instance
+    /// of the area this is ([`AreaRef`]).
+    generation: u64,
     pages: u64,
     index: Index,
     backing: Option<Backing>,
@@ -255,8 +287,10 @@ impl Area {
     fn new() -> Self {
         Area {
             pages: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
             inner: Mutex::new(AreaInner {
                 state: AreaState::Unused,
+                generation: 0,
                 pages: 0,
                 index: Index::new(),
                 backing: None,
@@ -269,6 +303,17 @@ impl Area {
 }
 
 impl AreaInner {
+    /// Whether this is still the instance `at` was found on, and on.
+    fn is_instance(&self, at: AreaRef<'_>) -> bool {
+        self.state == AreaState::On && self.generation == at.generation
+    }
+
+    /// Start a new instance (`swapon`) or end one (`swapoff`).
+    fn bump_generation(&mut self, area: &Area) {
+        self.generation += 1;
+        area.generation.store(self.generation, Relaxed);
+    }
+
     /// A newer page was put at `offset`: a write in flight there is stale.
     fn mark_superseded(&mut self, offset: u32) {
         for c in self.busy.iter_mut().filter(|c| c.offset == offset) {
@@ -547,7 +592,7 @@ impl Zswap {
             return Error::new(ErrorKind::Closed, "this Zswap is closed");
         }
         match state {
-            AreaState::SwappedOff => Error::new(
+            AreaState::SwappedOff | AreaState::Stopping => Error::new(
                 ErrorKind::Closed,
                 format!("swap type {swap_type} was swapped off"),
             ),
@@ -558,44 +603,74 @@ impl Zswap {
         }
     }
 
+    /// The error for a call whose area instance is gone, `inner` being the
+    /// area of that number now, under its lock.
+    fn gone(&self, at: AreaRef<'_>, inner: &AreaInner) -> Error {
+        if inner.state != AreaState::On || self.closed.load(Relaxed) {
+            return self.not_on(at.swap_type, inner.state);
+        }
+        Error::new(
+            ErrorKind::Closed,
+            format!(
+                "swap type {} was swapped off while this call ran (and swapped on again since)",
+                at.swap_type
+            ),
+        )
+    }
+
     fn areas_on(&self) -> Vec<u32> {
         (0..MAX_SWAP_TYPES as u32)
             .filter(|&t| self.areas[t as usize].pages.load(Relaxed) != 0)
             .collect()
     }
 
-    /// Check `swap_type` and `offset` without the area lock, so bad
-    /// arguments fail before any work. Returns the area.
-    fn check_slot(&self, swap_type: u32, offset: u64) -> Result<&Area> {
+    /// The area a call on `swap_type` starts on, bound to its instance,
+    /// found without the lock: `pages` (0: off) and the generation may come
+    /// from two instances if `swapon` or `swapoff` runs meanwhile, which the
+    /// check under the lock ([`lock_slot`](Self::lock_slot)) catches.
+    fn area_ref(&self, swap_type: u32) -> Result<(AreaRef<'_>, u64)> {
         self.check_open()?;
         let area = self.area(swap_type)?;
+        let generation = area.generation.load(Relaxed);
         let pages = area.pages.load(Relaxed);
         if pages == 0 {
             return Err(self.not_on(swap_type, area.inner.lock().state));
         }
+        let at = AreaRef {
+            swap_type,
+            area,
+            generation,
+        };
+        Ok((at, pages))
+    }
+
+    /// Check `swap_type` and `offset` without the area lock, so bad
+    /// arguments fail before any work. Returns the area as found.
+    fn check_slot(&self, swap_type: u32, offset: u64) -> Result<AreaRef<'_>> {
+        let (at, pages) = self.area_ref(swap_type)?;
         if offset >= pages {
             return Err(Error::invalid(format!(
                 "offset {offset} is out of range for swap type {swap_type}: 0..{pages}"
             )));
         }
-        Ok(area)
+        Ok(at)
     }
 
-    /// Lock `area` and check again that it is on and holds `offset`.
+    /// Lock the area and check again that it is the instance `at` was
+    /// found on, still on, and holds `offset`.
     fn lock_slot<'a>(
         &self,
-        swap_type: u32,
-        area: &'a Area,
+        at: AreaRef<'a>,
         offset: u64,
     ) -> Result<parking_lot::MutexGuard<'a, AreaInner>> {
-        let inner = area.inner.lock();
-        if inner.state != AreaState::On {
-            return Err(self.not_on(swap_type, inner.state));
+        let inner = at.area.inner.lock();
+        if !inner.is_instance(at) {
+            return Err(self.gone(at, &inner));
         }
         if offset >= inner.pages {
             return Err(Error::invalid(format!(
-                "offset {offset} is out of range for swap type {swap_type}: 0..{}",
-                inner.pages
+                "offset {offset} is out of range for swap type {}: 0..{}",
+                at.swap_type, inner.pages
             )));
         }
         Ok(inner)
@@ -653,8 +728,9 @@ impl Zswap {
         };
         for (t, area) in self.areas.iter().enumerate() {
             let mut inner = area.inner.lock();
-            if inner.state != AreaState::On {
+            if matches!(inner.state, AreaState::Unused | AreaState::SwappedOff) {
                 inner.state = AreaState::On;
+                inner.bump_generation(area);
                 inner.pages = pages;
                 inner.backing = backing;
                 area.pages.store(pages, Relaxed);
@@ -710,14 +786,16 @@ impl Zswap {
     }
 
     /// Stop an area: no new call gets in, I/O in flight finishes (and finds
-    /// the area off), every entry is dropped, the file is closed.
+    /// the area off), every entry is dropped, the file is closed, and only
+    /// then is the number free for `swapon` again (`state`).
     fn turn_off(
         &self,
         area: &Area,
         inner: &mut parking_lot::MutexGuard<'_, AreaInner>,
         state: AreaState,
     ) {
-        inner.state = state;
+        inner.state = AreaState::Stopping;
+        inner.bump_generation(area);
         inner.pages = 0;
         area.pages.store(0, Relaxed);
         while !inner.busy.is_empty() {
@@ -727,6 +805,7 @@ impl Zswap {
         index.drain(|e| self.release(e));
         inner.markers.clear();
         inner.backing = None;
+        inner.state = state;
     }
 
     /// Free what `entry`, just taken out of its index, held and adjust the
@@ -750,7 +829,7 @@ impl Zswap {
         for area in self.areas.iter() {
             let mut inner = area.inner.lock();
             let state = match inner.state {
-                AreaState::On => AreaState::SwappedOff,
+                AreaState::On | AreaState::Stopping => AreaState::SwappedOff,
                 other => other,
             };
             self.turn_off(area, &mut inner, state);
@@ -772,9 +851,14 @@ impl Zswap {
     /// since it is stale. An error (bad argument, file I/O fault) leaves the
     /// cache as it was.
     pub fn store(&self, swap_type: u32, offset: u64, page: &[u8]) -> Result<StoreOutcome> {
-        let area = self.check_slot(swap_type, offset)?;
+        let at = self.check_slot(swap_type, offset)?;
         self.check_page("page", page.len())?;
-        let comp = match self.store_prepare(swap_type, area, offset as u32, page)? {
+        self.store_at(at, offset, page)
+    }
+
+    /// `store` of a checked page at a checked offset of the area `at`.
+    fn store_at(&self, at: AreaRef<'_>, offset: u64, page: &[u8]) -> Result<StoreOutcome> {
+        let comp = match self.store_prepare(at, offset as u32, page)? {
             Prepared::Done(outcome) => return Ok(outcome),
             Prepared::Compress(comp) => comp,
         };
@@ -783,31 +867,25 @@ impl Zswap {
         // page costs less than a slow path for it.
         let stored = with_scratch(2 * self.page_size, |buf| {
             let result = comp.compress(page, buf);
-            self.store_compressed(swap_type, area, offset as u32, comp.id(), result, buf)
+            self.store_compressed(at, offset as u32, comp.id(), result, buf)
         })?;
         match stored {
             Ok(()) => Ok(StoreOutcome::Stored),
-            Err(why) => self.not_taken(swap_type, area, offset as u32, page, why),
+            Err(why) => self.not_taken(at, offset as u32, page, why),
         }
     }
 
     /// Everything a store does before compressing: the disabled, same-filled
     /// and pool-full cases end here; otherwise the compressor to use.
-    fn store_prepare(
-        &self,
-        swap_type: u32,
-        area: &Area,
-        off: u32,
-        page: &[u8],
-    ) -> Result<Prepared> {
+    fn store_prepare(&self, at: AreaRef<'_>, off: u32, page: &[u8]) -> Result<Prepared> {
         if !self.enabled.load(Relaxed) {
             return self
-                .not_taken(swap_type, area, off, page, Reject::Disabled)
+                .not_taken(at, off, page, Reject::Disabled)
                 .map(Prepared::Done);
         }
         if self.same_filled.load(Relaxed) {
             if let Some(word) = same_filled_word(page) {
-                let mut inner = self.lock_slot(swap_type, area, u64::from(off))?;
+                let mut inner = self.lock_slot(at, u64::from(off))?;
                 // Same-filled entries cost the pool nothing: keep them off
                 // the LRU so that writeback never spends a disk write on one.
                 if let Ok((old, on_disk)) = inner.put(off, word, TAG_SAME_FILLED, false) {
@@ -820,7 +898,7 @@ impl Zswap {
                 drop(inner);
                 self.stats.inc(Counter::RejectAllocFail);
                 return self
-                    .not_taken(swap_type, area, off, page, Reject::AllocFail)
+                    .not_taken(at, off, page, Reject::AllocFail)
                     .map(Prepared::Done);
             }
         }
@@ -831,7 +909,7 @@ impl Zswap {
                 Ok(false) => {
                     self.stats.inc(Counter::RejectReclaimFail);
                     return self
-                        .not_taken(swap_type, area, off, page, Reject::ReclaimFail)
+                        .not_taken(at, off, page, Reject::ReclaimFail)
                         .map(Prepared::Done);
                 }
                 Err(e) => {
@@ -848,8 +926,7 @@ impl Zswap {
     /// pool did not take it (the caller sends it on with `not_taken`).
     fn store_compressed(
         &self,
-        swap_type: u32,
-        area: &Area,
+        at: AreaRef<'_>,
         off: u32,
         comp: CompressorId,
         result: std::result::Result<usize, CompressError>,
@@ -867,7 +944,7 @@ impl Zswap {
                 return Ok(Err(Reject::CompressFail));
             }
         };
-        let mut inner = self.lock_slot(swap_type, area, u64::from(off))?;
+        let mut inner = self.lock_slot(at, u64::from(off))?;
         let Ok(handle) = self.pool.alloc_write(&buf[..len]) else {
             self.stats.inc(Counter::RejectAllocFail);
             return Ok(Err(Reject::AllocFail));
@@ -903,16 +980,15 @@ impl Zswap {
     /// no file, give it back to the caller. The stale page at `offset` goes.
     fn not_taken(
         &self,
-        swap_type: u32,
-        area: &Area,
+        at: AreaRef<'_>,
         offset: u32,
         page: &[u8],
         why: Reject,
     ) -> Result<StoreOutcome> {
-        let mut inner = self.lock_slot(swap_type, area, u64::from(offset))?;
+        let mut inner = self.lock_slot(at, u64::from(offset))?;
         if inner.backing.is_some() {
             drop(inner);
-            return self.swap_out(swap_type, area, offset, page);
+            return self.swap_out(at, offset, page);
         }
         let old = inner.index.remove(offset);
         self.superseded(old, false);
@@ -945,14 +1021,20 @@ impl Zswap {
     /// Copy the page stored at `(swap_type, offset)` into `out` (one page),
     /// from the pool or from the area's file.
     pub fn load_into(&self, swap_type: u32, offset: u64, out: &mut [u8]) -> Result<LoadSource> {
-        let area = self.check_slot(swap_type, offset)?;
+        let at = self.check_slot(swap_type, offset)?;
         self.check_page("buffer", out.len())?;
+        self.load_at(at, offset, out)
+    }
+
+    /// `load_into` of a checked offset of the area `at` into a checked buffer.
+    fn load_at(&self, at: AreaRef<'_>, offset: u64, out: &mut [u8]) -> Result<LoadSource> {
+        let swap_type = at.swap_type;
         let off = offset as u32;
         let exclusive = self.exclusive_loads.load(Relaxed);
-        let mut inner = self.lock_slot(swap_type, area, offset)?;
+        let mut inner = self.lock_slot(at, offset)?;
         loop {
             if let Some(entry) = inner.index.get(off) {
-                return self.load_entry(swap_type, area, inner, entry, exclusive, out);
+                return self.load_entry(at, inner, entry, exclusive, out);
             }
             let Some(crc) = inner.backing.as_ref().and_then(|b| b.slots.get(off)) else {
                 return Err(Error::new(
@@ -961,13 +1043,13 @@ impl Zswap {
                 ));
             };
             if !inner.is_busy(off) {
-                return self.load_from_file(swap_type, area, inner, off, crc, out);
+                return self.load_from_file(at, inner, off, crc, out);
             }
             // Another thread is writing or reading this slot: wait, then
             // look again, since what the offset holds may have changed.
-            area.io_done.wait(&mut inner);
-            if inner.state != AreaState::On {
-                return Err(self.not_on(swap_type, inner.state));
+            at.area.io_done.wait(&mut inner);
+            if !inner.is_instance(at) {
+                return Err(self.gone(at, &inner));
             }
         }
     }
@@ -976,8 +1058,7 @@ impl Zswap {
     /// compressed bytes are copied out under it and decompressed outside.
     fn load_entry(
         &self,
-        swap_type: u32,
-        area: &Area,
+        at: AreaRef<'_>,
         mut inner: parking_lot::MutexGuard<'_, AreaInner>,
         entry: EntryRef,
         exclusive: bool,
@@ -1006,7 +1087,7 @@ impl Zswap {
                 if decoded.is_err() {
                     // Put the bytes back so that the failure leaves the cache
                     // as it was, unless a newer page took the slot meanwhile.
-                    self.restore_exclusive(swap_type, area, offset, entry.tag, buf);
+                    self.restore_exclusive(at, offset, entry.tag, buf);
                 }
                 decoded
             })
@@ -1027,15 +1108,18 @@ impl Zswap {
             self.stats.inc(Counter::DecompressFail);
             return Err(Error::new(
                 ErrorKind::Corrupt,
-                format!("page at swap type {swap_type}, offset {offset} failed to decompress: {e}"),
+                format!(
+                    "page at swap type {}, offset {offset} failed to decompress: {e}",
+                    at.swap_type
+                ),
             ));
         }
         self.stats.inc(Counter::Zswpin);
         Ok(LoadSource::Pool)
     }
 
-    fn restore_exclusive(&self, swap_type: u32, area: &Area, offset: u64, tag: u8, bytes: &[u8]) {
-        let Ok(mut inner) = self.lock_slot(swap_type, area, offset) else {
+    fn restore_exclusive(&self, at: AreaRef<'_>, offset: u64, tag: u8, bytes: &[u8]) {
+        let Ok(mut inner) = self.lock_slot(at, offset) else {
             return;
         };
         let off = offset as u32;
@@ -1076,9 +1160,7 @@ impl Zswap {
         offsets: &[u64],
         buf_name: &str,
         buf_len: usize,
-    ) -> Result<&Area> {
-        self.check_open()?;
-        let area = self.area(swap_type)?;
+    ) -> Result<AreaRef<'_>> {
         let want = offsets.len() * self.page_size;
         if buf_len != want {
             return Err(Error::invalid(format!(
@@ -1087,16 +1169,13 @@ impl Zswap {
                 self.page_size
             )));
         }
-        let pages = area.pages.load(Relaxed);
-        if pages == 0 {
-            return Err(self.not_on(swap_type, area.inner.lock().state));
-        }
+        let (at, pages) = self.area_ref(swap_type)?;
         if let Some((i, o)) = offsets.iter().enumerate().find(|(_, &o)| o >= pages) {
             return Err(Error::invalid(format!(
                 "offsets[{i}] = {o} is out of range for swap type {swap_type}: 0..{pages}"
             )));
         }
-        Ok(area)
+        Ok(at)
     }
 
     /// Store `offsets.len()` pages given as one buffer, page `i` at
@@ -1117,25 +1196,23 @@ impl Zswap {
         pages: &[u8],
         outcomes: &mut Vec<StoreOutcome>,
     ) -> Result<()> {
-        let area = self.check_batch(swap_type, offsets, "pages", pages.len())?;
+        let at = self.check_batch(swap_type, offsets, "pages", pages.len())?;
         outcomes.clear();
         outcomes.reserve(offsets.len());
-        self.store_pages(swap_type, area, offsets, pages, outcomes)
-            .map_err(|e| {
-                let k = outcomes.len();
-                let at = offsets.get(k).copied().unwrap_or_default();
-                e.context(format_args!(
-                    "store_many stopped at offsets[{k}] = {at}, after the {k} pages before it"
-                ))
-            })
+        self.store_pages(at, offsets, pages, outcomes).map_err(|e| {
+            let k = outcomes.len();
+            let at = offsets.get(k).copied().unwrap_or_default();
+            e.context(format_args!(
+                "store_many stopped at offsets[{k}] = {at}, after the {k} pages before it"
+            ))
+        })
     }
 
     /// `store_many` after its checks: on an error, `outcomes` holds exactly
     /// the pages finished before the one that failed.
     fn store_pages(
         &self,
-        swap_type: u32,
-        area: &Area,
+        at: AreaRef<'_>,
         offsets: &[u64],
         pages: &[u8],
         outcomes: &mut Vec<StoreOutcome>,
@@ -1144,9 +1221,9 @@ impl Zswap {
         if batch <= 1 {
             let chunk_bytes = LOCKSTEP * self.page_size;
             for (offsets, pages) in offsets.chunks(LOCKSTEP).zip(pages.chunks(chunk_bytes)) {
-                self.warm(area, offsets);
+                self.warm(at.area, offsets);
                 for (&o, page) in offsets.iter().zip(pages.chunks_exact(self.page_size)) {
-                    outcomes.push(self.store(swap_type, o, page)?);
+                    outcomes.push(self.store_at(at, o, page)?);
                 }
             }
             return Ok(());
@@ -1162,7 +1239,7 @@ impl Zswap {
             let mut comp: Option<Arc<dyn Compressor>> = None;
             let first = outcomes.len();
             for (i, (&o, page)) in chunk_offsets.iter().zip(chunk.chunks_exact(ps)).enumerate() {
-                match self.store_prepare(swap_type, area, o as u32, page) {
+                match self.store_prepare(at, o as u32, page) {
                     Ok(Prepared::Done(outcome)) => outcomes.push(outcome),
                     Ok(Prepared::Compress(c)) => {
                         // Provisional until the page is in the pool.
@@ -1188,7 +1265,7 @@ impl Zswap {
                     .zip(bufs.chunks(2 * ps))
                     .map(|((&i, result), buf)| {
                         let o = chunk_offsets[i] as u32;
-                        self.store_compressed(swap_type, area, o, comp.id(), result, buf)
+                        self.store_compressed(at, o, comp.id(), result, buf)
                     })
                     .collect()
             });
@@ -1196,9 +1273,7 @@ impl Zswap {
                 let o = chunk_offsets[i] as u32;
                 let outcome = r.and_then(|r| match r {
                     Ok(()) => Ok(StoreOutcome::Stored),
-                    Err(why) => {
-                        self.not_taken(swap_type, area, o, &chunk[i * ps..(i + 1) * ps], why)
-                    }
+                    Err(why) => self.not_taken(at, o, &chunk[i * ps..(i + 1) * ps], why),
                 });
                 match outcome {
                     Ok(outcome) => outcomes[first + i] = outcome,
@@ -1216,12 +1291,12 @@ impl Zswap {
     /// `offsets[i]`. Every argument is checked first; a missing page fails
     /// the call with [`ErrorKind::NotFound`] naming it.
     pub fn load_many(&self, swap_type: u32, offsets: &[u64], out: &mut [u8]) -> Result<()> {
-        let area = self.check_batch(swap_type, offsets, "out", out.len())?;
+        let at = self.check_batch(swap_type, offsets, "out", out.len())?;
         let chunk_bytes = LOCKSTEP * self.page_size;
         for (offsets, out) in offsets.chunks(LOCKSTEP).zip(out.chunks_mut(chunk_bytes)) {
-            self.warm(area, offsets);
+            self.warm(at.area, offsets);
             for (&o, page) in offsets.iter().zip(out.chunks_exact_mut(self.page_size)) {
-                self.load_into(swap_type, o, page)?;
+                self.load_at(at, o, page)?;
             }
         }
         Ok(())
@@ -1278,9 +1353,9 @@ impl Zswap {
     /// Drop the page at `(swap_type, offset)`, in the pool or in the file
     /// (whose blocks are given back); returns whether one was there.
     pub fn invalidate(&self, swap_type: u32, offset: u64) -> Result<bool> {
-        let area = self.check_slot(swap_type, offset)?;
+        let at = self.check_slot(swap_type, offset)?;
         let off = offset as u32;
-        let mut inner = self.lock_slot(swap_type, area, offset)?;
+        let mut inner = self.lock_slot(at, offset)?;
         let old = inner.index.remove(off);
         let on_disk = inner.backing.as_mut().is_some_and(|b| b.slots.clear(off));
         if let Some(entry) = old {
@@ -1290,7 +1365,7 @@ impl Zswap {
             let b = inner.backing.as_mut().expect("on disk implies a file");
             b.freed.push(off);
             if b.freed.len() >= DISCARD_BATCH {
-                self.discard(area, inner);
+                self.discard(at.area, inner);
             }
         }
         Ok(old.is_some() || on_disk)
@@ -1501,3 +1576,6 @@ impl Drop for Zswap {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod lifecycle_tests;
