@@ -8,7 +8,6 @@ built-in workload is kept small except in one test, which runs the default.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import re
@@ -26,7 +25,7 @@ from cli_helpers import run_cli
 
 import zswap_rs
 from zswap_rs import cli
-from zswap_rs.cli import library, report, userfaultfd
+from zswap_rs.cli import library, report
 from zswap_rs.cli.profile import CompressorResult
 
 PS = 4096
@@ -335,6 +334,51 @@ def test_mismatch_is_reported_as_a_bug(
 
 
 # --------------------------------------------------------------------------
+# mkswap
+
+
+def test_mkswap_new_path_makes_a_swap_file(tmp_path: Path) -> None:
+    path = tmp_path / "new.swap"
+    proc = run_cli("mkswap", str(path), "--pages", "64")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == f"{path}: swap area of 64 pages of {PS} bytes (256.0 KiB)\n"
+    assert path.stat().st_mode & 0o777 == 0o600
+    with zswap_rs.Zswap() as z:  # swapon takes it as a zswap-rs swap file
+        t = z.swapon(str(path), pages=64)
+        z.swapoff(t)
+
+
+def test_mkswap_refuses_a_users_file_and_force_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    data = b"a user's notes, not a swap file\n" * 1000
+    path.write_bytes(data)
+    proc = run_cli("mkswap", str(path), "--pages", "16")
+    assert_clean_error(proc, 2, f"mkswap: {path} is refused as a swap file")
+    assert path.read_bytes() == data  # untouched
+    forced = run_cli("mkswap", str(path), "--pages", "16", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert path.read_bytes() != data
+    with zswap_rs.Zswap() as z:
+        z.swapoff(z.swapon(str(path), pages=16))
+
+
+def test_mkswap_page_size_goes_into_the_header(tmp_path: Path) -> None:
+    path = tmp_path / "big-pages.swap"
+    proc = run_cli("mkswap", str(path), "--pages", "8", "--page-size", "8192")
+    assert proc.returncode == 0, proc.stderr
+    with zswap_rs.Zswap(page_size=8192) as z:
+        z.swapoff(z.swapon(str(path), pages=8))
+    with zswap_rs.Zswap() as z, pytest.raises(zswap_rs.BackingStoreError):
+        z.swapon(str(path), pages=8)  # a file of another page size is refused
+
+
+def test_mkswap_usage_errors(tmp_path: Path) -> None:
+    assert run_cli("mkswap", str(tmp_path / "x.swap")).returncode == 2  # --pages is required
+    assert run_cli("mkswap", str(tmp_path / "x.swap"), "--pages", "0").returncode == 2
+    assert not (tmp_path / "x.swap").exists()
+
+
+# --------------------------------------------------------------------------
 # info
 
 
@@ -357,25 +401,24 @@ def test_info() -> None:
 
 
 def test_info_says_whether_userfaultfd_is_usable() -> None:
-    status = userfaultfd.status()
+    usable, mode, reason = zswap_rs.userfaultfd_status()
     text = run_cli("info")
     assert text.returncode == 0, text.stderr
     (line,) = [ln for ln in text.stdout.splitlines() if ln.startswith("userfaultfd: ")]
-    if status.usable:
-        assert line.startswith(f"userfaultfd: usable ({status.mode}")
+    if usable:
+        assert line.startswith(f"userfaultfd: usable ({mode}")
     else:
-        assert line == f"userfaultfd: not usable: {status.reason}"
-    doc = json.loads(run_cli("info", "--json").stdout)
-    assert doc["userfaultfd"] == {
-        "usable": status.usable,
-        "mode": status.mode,
-        "reason": status.reason,
-        "unprivileged_userfaultfd": status.unprivileged_userfaultfd,
-    }
-    if os.geteuid() == 0 and status.unprivileged_userfaultfd is not None and not _seccomp():
-        # Root may always make one where the kernel has userfaultfd (the sysctl
-        # says so), unless a seccomp filter (a container's) forbids the call.
-        assert (status.usable, status.mode) == (True, "syscall")
+        assert line.startswith("userfaultfd: not usable") and line.endswith(f": {reason}")
+    uffd = json.loads(run_cli("info", "--json").stdout)["userfaultfd"]
+    assert (uffd["usable"], uffd["mode"], uffd["reason"]) == (usable, mode, reason or None)
+    sysctl = Path("/proc/sys/vm/unprivileged_userfaultfd")
+    assert uffd["unprivileged_userfaultfd"] == (
+        int(sysctl.read_text()) if sysctl.exists() else None
+    )
+    if os.geteuid() == 0 and sysctl.exists() and not _seccomp():
+        # Root may always call userfaultfd(2) where the kernel has it (the
+        # sysctl says so), unless a seccomp filter (a container's) forbids it.
+        assert mode == "syscall"
 
 
 def _seccomp() -> bool:
@@ -387,60 +430,28 @@ def _seccomp() -> bool:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root, to drop to nobody")
-def test_userfaultfd_refused_to_nobody_says_why() -> None:
-    """As nobody, the syscall needs the sysctl and the device needs its mode bits."""
+def test_info_as_nobody_says_why_userfaultfd_is_refused() -> None:
+    """As nobody, the system call needs the sysctl and the device its mode bits."""
     code = (
-        "import json, os\n"
-        "from dataclasses import asdict\n"
-        "from zswap_rs.cli import userfaultfd\n"
+        "import os, sys\n"
+        "from zswap_rs import cli\n"
         "os.setgid(65534); os.setuid(65534)\n"
-        "print(json.dumps(asdict(userfaultfd.status())))\n"
+        "sys.exit(cli.main(['info']))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    status = json.loads(proc.stdout)
-    sysctl = status["unprivileged_userfaultfd"]
-    if sysctl is None:
+    (line,) = [ln for ln in proc.stdout.splitlines() if ln.startswith("userfaultfd: ")]
+    sysctl = Path("/proc/sys/vm/unprivileged_userfaultfd")
+    if not sysctl.exists():
         pytest.skip("this kernel has no userfaultfd")
-    if sysctl == 1:
-        assert (status["usable"], status["mode"]) == (True, "syscall")
-        return
-    device = Path(userfaultfd.DEVICE)
-    if device.exists() and device.stat().st_mode & 0o006 == 0o006:
-        assert (status["usable"], status["mode"]) == (True, userfaultfd.DEVICE)
-        return
-    assert (status["usable"], status["mode"]) == (False, "none")
-    assert f"vm.unprivileged_userfaultfd = {sysctl} and no CAP_SYS_PTRACE" in status["reason"]
-    assert userfaultfd.DEVICE in status["reason"]
-
-
-def test_userfaultfd_device_is_tried_when_the_syscall_is_refused(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    refused = OSError(errno.EPERM, os.strerror(errno.EPERM))
-    monkeypatch.setattr(userfaultfd, "_try_syscall", lambda: refused)
-    monkeypatch.setattr(userfaultfd, "_try_device", lambda: None)
-    status = userfaultfd.status()
-    assert (status.usable, status.mode, status.reason) == (True, "/dev/userfaultfd", None)
-    missing = FileNotFoundError(errno.ENOENT, "No such file or directory")
-    monkeypatch.setattr(userfaultfd, "_try_device", lambda: missing)
-    monkeypatch.setattr(userfaultfd, "_sysctl", lambda: 0)
-    status = userfaultfd.status()
-    assert (status.usable, status.mode) == (False, "none")
-    assert status.reason == (
-        "userfaultfd(2) refused: vm.unprivileged_userfaultfd = 0 and no CAP_SYS_PTRACE "
-        "(run as root, or sysctl vm.unprivileged_userfaultfd=1); "
-        "no /dev/userfaultfd (Linux 6.1 and later)"
-    )
-
-
-def test_userfaultfd_missing_from_the_kernel() -> None:
-    reason = userfaultfd.explain(
-        OSError(errno.ENOSYS, "Function not implemented"),
-        FileNotFoundError(errno.ENOENT, "No such file or directory"),
-        None,
-    )
-    assert reason == "the kernel has no userfaultfd (built without CONFIG_USERFAULTFD?)"
+    device = Path("/dev/userfaultfd")
+    if sysctl.read_text().strip() == "1":
+        assert line.startswith("userfaultfd: usable (syscall")
+    elif device.exists() and device.stat().st_mode & 0o006 == 0o006:
+        assert line.startswith("userfaultfd: usable (/dev/userfaultfd")
+    else:
+        assert line.startswith("userfaultfd: not usable (vm.unprivileged_userfaultfd = 0): ")
+        assert "sysctl vm.unprivileged_userfaultfd=1" in line and "/dev/userfaultfd" in line
 
 
 def test_version_and_help() -> None:

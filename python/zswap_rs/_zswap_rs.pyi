@@ -90,9 +90,7 @@ class Zswap:
         """Every counter under the kernel's names (see SPEC.md)."""
     def pool_classes(self) -> list[dict[str, int | list[int]]]:
         """Per-size-class figures, as zsmalloc's debugfs ``classes``."""
-    def region(
-        self, size: int, budget: int, path: str | os.PathLike[str] | None = None
-    ) -> Region:
+    def region(self, size: int, budget: int, path: str | os.PathLike[str] | None = None) -> Region:
         """A region of ``size`` bytes, at most ``budget`` resident, on this cache's pool."""
     def close(self) -> None:
         """Swap off every area; later calls raise ``ZswapError``."""

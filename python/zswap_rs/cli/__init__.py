@@ -7,7 +7,8 @@
   budget with and without zswap (the experiment is `zswap_rs.simulate`).
 - `versus` (`versus.py`, root): the same NumPy job through the kernel's swap,
   the kernel's zswap and a zswap-rs `Region` (the run is `zswap_rs.versus`).
-- `info` (`info.py`): the version, the machine and its compressors.
+- `mkswap` (`mkswap.py`): a zswap-rs swap file's header (`zswap_rs.mkswap`).
+- `info` (`info.py`): the version, the machine, its compressors and userfaultfd.
 
 How it is laid out: `app` builds the parser from each command's
 `options.Command` and runs it; `options` holds the option groups that

@@ -16,14 +16,20 @@ import sys
 from collections.abc import Sequence
 
 from .._command_error import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE, CommandError
-from . import info, profile, report, simulate, versus
+from . import info, mkswap, profile, report, simulate, versus
 from .library import version
 from .options import Command
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 
 #: Every command, in the order `zswap-rs --help` lists them.
-COMMANDS: tuple[Command, ...] = (profile.COMMAND, simulate.COMMAND, versus.COMMAND, info.COMMAND)
+COMMANDS: tuple[Command, ...] = (
+    profile.COMMAND,
+    simulate.COMMAND,
+    versus.COMMAND,
+    mkswap.COMMAND,
+    info.COMMAND,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

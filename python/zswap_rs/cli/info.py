@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-from dataclasses import asdict
 from typing import Any
 
 from .. import _procmem
 from .._command_error import EXIT_OK
-from . import library, report, userfaultfd
+from . import library, report
 from .library import PAGE_SIZE
 from .options import Command, add_output
 
@@ -37,6 +36,29 @@ def _compressors() -> dict[str, dict[str, Any]]:
             "reason": info.reason or None,
         }
         for name, info in library.zswap().compressors().items()
+    }
+
+
+#: 1: anyone may call userfaultfd(2); 0: only with CAP_SYS_PTRACE (or /dev/userfaultfd).
+SYSCTL = "/proc/sys/vm/unprivileged_userfaultfd"
+
+
+def _userfaultfd() -> dict[str, Any]:
+    """Can a Region get its userfaultfd here, how, or why not (the Region's own probe).
+
+    With it, vm.unprivileged_userfaultfd: the setting that most often decides it.
+    """
+    usable, mode, reason = library.zswap().userfaultfd_status()
+    try:
+        with open(SYSCTL, "rb") as f:
+            sysctl: int | None = int(f.read())
+    except (OSError, ValueError):
+        sysctl = None  # a kernel without userfaultfd, or older than the sysctl (5.2)
+    return {
+        "usable": bool(usable),
+        "mode": mode,
+        "reason": reason or None,
+        "unprivileged_userfaultfd": sysctl,
     }
 
 
@@ -69,10 +91,10 @@ def _print_text(doc: dict[str, Any]) -> None:
 def _userfaultfd_line(uffd: dict[str, Any]) -> str:
     """Whether a Region can serve its faults here: how, or why not."""
     sysctl = uffd["unprivileged_userfaultfd"]
-    setting = "" if sysctl is None else f"; vm.unprivileged_userfaultfd = {sysctl}"
+    setting = "" if sysctl is None else f"vm.unprivileged_userfaultfd = {sysctl}"
     if uffd["usable"]:
-        return f"userfaultfd: usable ({uffd['mode']}{setting})"
-    return f"userfaultfd: not usable: {uffd['reason']}"
+        return f"userfaultfd: usable ({uffd['mode']}" + (f"; {setting})" if setting else ")")
+    return "userfaultfd: not usable" + (f" ({setting})" if setting else "") + f": {uffd['reason']}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         "cpu": _cpu_model(),
         "compressors": compressors,
         "hardware_found": [n for n, c in compressors.items() if c["hardware"] and c["available"]],
-        "userfaultfd": asdict(userfaultfd.status()),
+        "userfaultfd": _userfaultfd(),
     }
     if args.json:
         print(json.dumps(doc, indent=2))
