@@ -2,7 +2,9 @@
 # Every test of zswap-rs, in the order a failure is cheapest to find:
 # lint, the Rust crate on its own (no Python), then a wheel built by maturin,
 # installed into a fresh virtual environment, and the Python suite run
-# against that installed wheel (not the source tree).
+# against that installed wheel (not the source tree). The wheel is the portable
+# release one (scripts/build-wheels.sh); tests/test_wheel.py also builds the
+# sdist from source with pip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -51,11 +53,15 @@ printf '%s\n' "${binaries[@]}" \
 # Benchmarks are programs, not tests: build them so they cannot rot.
 cargo bench --locked --no-run
 
-echo "== wheel"
+echo "== portable wheel (manylinux2014, built with zig)"
 rm -rf target/wheels
-maturin build --release --locked -o target/wheels
-wheel=$(ls target/wheels/zswap_rs-*.whl)
-echo "built $wheel"
+wheel=$(scripts/build-wheels.sh -o target/wheels | tail -n 1)
+"$py" - "$wheel" <<'PY'
+import os, sys, zipfile
+wheel = sys.argv[1]
+(so,) = [i for i in zipfile.ZipFile(wheel).infolist() if i.filename.endswith(".so")]
+print(f"built {wheel}: {os.path.getsize(wheel)} bytes, {so.filename} {so.file_size} bytes unpacked")
+PY
 
 echo "== fresh virtual environment"
 venv=$root/target/test-venv
@@ -64,6 +70,15 @@ rm -rf "$venv"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 "$venv/bin/python" -m pip install --quiet "$wheel" pytest lz4 mypy ruff matplotlib numpy auditwheel
 export ZSWAP_RS_WHEEL=$wheel
+
+echo "== auditwheel: the wheel needs glibc 2.17 at most"
+"$venv/bin/auditwheel" show "$wheel" | tee target/wheels/auditwheel.txt
+minor=$(tr -s ' \n' ' ' <target/wheels/auditwheel.txt \
+    | sed -n 's/.*platform tag: "manylinux_2_\([0-9]*\)_.*/\1/p')
+if [ -z "$minor" ] || [ "$minor" -gt 17 ]; then
+    echo "auditwheel: $wheel is not manylinux_2_17 or older (found '${minor:-none}')" >&2
+    exit 1
+fi
 
 echo "== ruff, stubtest"
 "$venv/bin/ruff" check python tests benches
