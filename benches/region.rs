@@ -9,9 +9,10 @@
 //! else generated text-like pages). A program that prints a table, never a
 //! timed test: the figures are ratios to the anchors of the same run.
 
+use std::collections::VecDeque;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use zswap_rs::region::uffd::{self, Msg, Uffd};
@@ -115,11 +116,20 @@ fn run_phases(base: *mut u8, n: usize, src: &[Vec<u8>], order: &[usize]) -> Phas
     }
 }
 
-/// The floor: a userfaultfd handler serving missing faults with
+/// The floor: userfaultfd handlers serving missing faults with
 /// UFFDIO_COPY from a plain array, evicting FIFO with a copy back and
 /// MADV_DONTNEED. No compression, no write protection, no read-ahead, and
 /// not safe against a write racing an eviction: the least any handler does.
-fn floor(n: usize, budget: usize, spin: Duration, src: &[Vec<u8>], order: &[usize]) -> Phases {
+/// `pinned`: 0, one handler on any CPU; `n`, one pinned to each of CPUs
+/// `0..n`, as the region's default.
+fn floor(
+    n: usize,
+    budget: usize,
+    spin: Duration,
+    pinned: usize,
+    src: &[Vec<u8>],
+    order: &[usize],
+) -> Phases {
     let len = n * PAGE;
     // SAFETY: a fresh private anonymous mapping.
     let base = unsafe {
@@ -140,56 +150,114 @@ fn floor(n: usize, budget: usize, spin: Duration, src: &[Vec<u8>], order: &[usiz
     u.register(base, len, uffd::REGISTER_MODE_MISSING)
         .expect("register");
     let stop = Arc::new(AtomicBool::new(false));
-    let (u, stop2) = (Arc::new(u), Arc::clone(&stop));
-    let u2 = Arc::clone(&u);
-    let handler = std::thread::spawn(move || {
-        let mut backing = vec![0u8; len];
-        let mut fifo = std::collections::VecDeque::new();
-        let mut msgs = [Msg::default(); 16];
-        let mut idle = Instant::now();
-        while !stop2.load(Ordering::Relaxed) {
-            let got = u2.read_msgs(&mut msgs).unwrap_or(0);
-            if got == 0 {
-                if idle.elapsed() >= spin {
-                    let mut fd = libc::pollfd {
-                        fd: u2.raw(),
-                        events: libc::POLLIN,
-                        revents: 0,
-                    };
-                    // SAFETY: one pollfd; 10 ms timeout to see `stop`.
-                    unsafe { libc::poll(&mut fd, 1, 10) };
-                    idle = Instant::now();
+    let u = Arc::new(u);
+    let state = Arc::new(Mutex::new((vec![0u8; len], VecDeque::new())));
+    let cpus: Vec<Option<usize>> = if pinned == 0 {
+        vec![None]
+    } else {
+        (0..pinned).map(Some).collect()
+    };
+    let handlers: Vec<_> = cpus
+        .into_iter()
+        .map(|cpu| {
+            let (u, stop, state) = (Arc::clone(&u), Arc::clone(&stop), Arc::clone(&state));
+            std::thread::spawn(move || {
+                if let Some(cpu) = cpu {
+                    pin(cpu);
                 }
-                continue;
-            }
-            for m in &msgs[..got] {
-                let addr = m.address as usize & !(PAGE - 1);
-                let p = (addr - base) / PAGE;
-                if fifo.len() >= budget {
-                    let v: usize = fifo.pop_front().unwrap();
-                    // SAFETY: page `v` is mapped (it is on the FIFO); copy it
-                    // out, then drop it.
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(
-                            (base + v * PAGE) as *const u8,
-                            backing.as_mut_ptr().add(v * PAGE),
-                            PAGE,
-                        );
-                        libc::madvise((base + v * PAGE) as *mut _, PAGE, libc::MADV_DONTNEED);
-                    }
-                }
-                let _ = u2.copy(addr, backing[p * PAGE..].as_ptr(), PAGE, false);
-                fifo.push_back(p);
-            }
-            idle = Instant::now();
-        }
-    });
+                floor_handler(&u, &stop, &state, base, budget, spin);
+            })
+        })
+        .collect();
     let phases = run_phases(base as *mut u8, n, src, order);
     stop.store(true, Ordering::Relaxed);
-    handler.join().unwrap();
-    // SAFETY: unmapping our mapping; the handler is gone.
+    for h in handlers {
+        h.join().unwrap();
+    }
+    // SAFETY: unmapping our mapping; the handlers are gone.
     unsafe { libc::munmap(base as *mut _, len) };
     phases
+}
+
+type FloorState = Mutex<(Vec<u8>, VecDeque<usize>)>;
+
+fn floor_handler(
+    u: &Uffd,
+    stop: &AtomicBool,
+    state: &FloorState,
+    base: usize,
+    budget: usize,
+    spin: Duration,
+) {
+    let mut msgs = [Msg::default(); 16];
+    let mut idle = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let got = u.read_msgs(&mut msgs).unwrap_or(0);
+        if got == 0 {
+            if idle.elapsed() >= spin {
+                let mut fd = libc::pollfd {
+                    fd: u.raw(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one pollfd; 10 ms timeout to see `stop`.
+                unsafe { libc::poll(&mut fd, 1, 10) };
+                idle = Instant::now();
+            }
+            continue;
+        }
+        let mut st = state.lock().unwrap();
+        let (backing, fifo) = &mut *st;
+        for m in &msgs[..got] {
+            let addr = m.address as usize & !(PAGE - 1);
+            let p = (addr - base) / PAGE;
+            if fifo.contains_fast(p) {
+                let _ = u.wake(addr, PAGE);
+                continue;
+            }
+            if fifo.len() >= budget {
+                let v: usize = fifo.pop_front().unwrap();
+                // SAFETY: page `v` is mapped (it is on the FIFO); copy it
+                // out, then drop it.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        (base + v * PAGE) as *const u8,
+                        backing.as_mut_ptr().add(v * PAGE),
+                        PAGE,
+                    );
+                    libc::madvise((base + v * PAGE) as *mut _, PAGE, libc::MADV_DONTNEED);
+                }
+            }
+            match u.copy(addr, backing[p * PAGE..].as_ptr(), PAGE, false) {
+                Ok(_) => fifo.push_back(p),
+                Err(_) => {
+                    let _ = u.wake(addr, PAGE);
+                }
+            }
+        }
+        idle = Instant::now();
+    }
+}
+
+/// The FIFO's last few entries: a duplicate fault (two handlers read the
+/// same page's message) is for a page mapped a moment ago.
+trait RecentlyMapped {
+    fn contains_fast(&self, p: usize) -> bool;
+}
+
+impl RecentlyMapped for VecDeque<usize> {
+    fn contains_fast(&self, p: usize) -> bool {
+        self.iter().rev().take(8).any(|&q| q == p)
+    }
+}
+
+fn pin(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is empty; CPU_SET writes within it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set);
+    }
 }
 
 fn codec_alone(src: &[Vec<u8>]) -> (f64, f64) {
@@ -240,16 +308,17 @@ fn main() {
         );
     };
     row("plain memory", &p, "");
-    for spin_us in [0u64, 50] {
+    for (spin_us, pinned) in [(0u64, 0usize), (50, 0), (0, 2)] {
         let spin = Duration::from_micros(spin_us);
-        let f = floor(n, budget, spin, &src, &order);
-        row(
-            &format!("floor (copy, no codec), spin {spin_us} us"),
-            &f,
-            "",
-        );
+        let f = floor(n, budget, spin, pinned, &src, &order);
+        let name = match pinned {
+            0 => format!("floor (no codec), spin {spin_us} us"),
+            n => format!("floor (no codec), {n} pinned, spin {spin_us}"),
+        };
+        row(&name, &f, "");
     }
-    for spin_us in [0u64, 50, 200] {
+    // Unpinned: one handler on any CPU; pinned: the default, one per CPU.
+    for (spin_us, pinned) in [(0u64, 0usize), (50, 0), (0, 1), (0, 2), (50, 2)] {
         let z = Arc::new(
             Zswap::new(Config {
                 max_pool_bytes: Some((n * PAGE) as u64),
@@ -260,6 +329,7 @@ fn main() {
         let opts = RegionOptions {
             path: None,
             spin: Some(Duration::from_micros(spin_us)),
+            pinned_handlers: Some(pinned),
         };
         let r = Region::with_options(z, n * PAGE, budget * PAGE, &opts).expect("region");
         let ph = run_phases(r.as_ptr(), n, &src, &order);
@@ -268,6 +338,10 @@ fn main() {
             "faults {} wp {} prefetched {} clean evictions {}/{}",
             s.faults, s.wp_faults, s.prefetched, s.clean_evictions, s.evictions
         );
-        row(&format!("region, spin {spin_us} us"), &ph, &extra);
+        let name = match pinned {
+            0 => format!("region, spin {spin_us} us"),
+            n => format!("region, {n} pinned, spin {spin_us} us"),
+        };
+        row(&name, &ph, &extra);
     }
 }

@@ -10,7 +10,7 @@ use std::os::unix::process::CommandExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use zswap_rs::{Config, ErrorKind, Region, Zswap};
+use zswap_rs::{Config, ErrorKind, Region, RegionOptions, Zswap};
 
 const PAGE: usize = 4096;
 
@@ -143,10 +143,25 @@ fn sequential_scans_read_ahead() {
 
 #[test]
 fn threads_writing_counters_lose_nothing_under_eviction() {
-    let n = 256;
+    counters_under_eviction(region(256, 24));
+}
+
+#[test]
+fn pinned_handlers_on_every_cpu_lose_nothing_either() {
+    let z = Arc::new(Zswap::new(config()).unwrap());
+    let options = RegionOptions {
+        pinned_handlers: Some(4),
+        spin: Some(std::time::Duration::ZERO),
+        ..RegionOptions::default()
+    };
+    counters_under_eviction(Region::with_options(z, 256 * PAGE, 24 * PAGE, &options).unwrap());
+}
+
+fn counters_under_eviction(r: Region) {
+    let n = r.len() / PAGE;
     let threads = 4;
     let rounds = 40u64;
-    let r = Arc::new(region(n, 24));
+    let r = Arc::new(r);
     let base = r.as_ptr() as usize;
     let workers: Vec<_> = (0..threads)
         .map(|t| {
