@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import gc
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import textwrap
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -251,3 +253,54 @@ def test_an_unprivileged_user_gets_a_config_error_or_a_working_region() -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "OUTCOME" in out.stdout
+
+
+@pytest.fixture
+def full_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 256 KiB tmpfs: a swap file there fills up after about 60 pages."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_full_swap_file_keeps_pages_resident_and_says_so(full_fs: Path) -> None:
+    pages = 192
+    with Zswap(max_pool_bytes=64 << 20) as z:
+        z.enabled = False  # every eviction goes to the file
+        r = z.region(pages * PAGE, 16 * PAGE, path=full_fs / "region.swap")
+        a = np.frombuffer(r, dtype=np.uint8).reshape(pages, PAGE)
+        rng = np.random.default_rng(7)
+        want = rng.integers(0, 256, size=(pages, PAGE), dtype=np.uint8)
+        a[:] = want
+        assert (a == want).all()
+        s = r.stats()
+        assert s["kept_resident"] > 0, s
+        assert s["resident_pages"] * PAGE == r.resident_bytes > r.budget
+        del a
+        r.close()
+
+
+def test_a_page_that_cannot_be_loaded_is_sigbus_never_wrong_bytes() -> None:
+    # Closing the cache under a live region drops the region's pages: a
+    # fault on an evicted page then gets SIGBUS, as the kernel gives on a
+    # swap-in read error, rather than zeros or stale bytes.
+    body = textwrap.dedent(
+        """
+        import numpy as np, zswap_rs
+        z = zswap_rs.Zswap(max_pool_bytes=64 << 20)
+        r = z.region(64 * 4096, 4 * 4096)
+        a = np.frombuffer(r, dtype=np.uint8)
+        a[:] = 9
+        z.close()
+        print("sum", int(a.sum()), flush=True)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", body], capture_output=True, text=True, timeout=60)
+    assert out.returncode == -signal.SIGBUS, (out.returncode, out.stdout, out.stderr)
+    assert "sum" not in out.stdout

@@ -91,7 +91,11 @@ class Zswap:
     def pool_classes(self) -> list[dict[str, int | list[int]]]:
         """Per-size-class figures, as zsmalloc's debugfs ``classes``."""
     def region(self, size: int, budget: int, path: str | os.PathLike[str] | None = None) -> Region:
-        """A region of ``size`` bytes, at most ``budget`` resident, on this cache's pool."""
+        """A region of ``size`` bytes, at most ``budget`` resident, on this cache's pool.
+
+        Close it before the cache: ``close()`` drops every area, the region's too, and a
+        later fault on one of its evicted pages gets ``SIGBUS``.
+        """
     def close(self) -> None:
         """Swap off every area; later calls raise ``ZswapError``."""
     @property
