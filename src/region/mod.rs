@@ -867,25 +867,47 @@ impl Shared {
                 dirty.push(q);
             }
         }
-        for &q in &clean {
-            // The page is write protected: a write to it waits for this
-            // thread, and finds it missing after the drop.
-            if self
-                .region
-                .advise(q * self.page, self.page, libc::MADV_DONTNEED)
-                .is_ok()
+        // One madvise per run of neighbours: each call costs a TLB
+        // shoot-down on every CPU the program runs on, and a scan's victims
+        // are neighbours.
+        clean.sort_unstable();
+        for run in clean.chunk_by(|a, b| b == &(a + 1)) {
+            let len = run.len() * self.page;
+            if run.len() > 1
+                && self
+                    .region
+                    .advise(run[0] * self.page, len, libc::MADV_DONTNEED)
+                    .is_ok()
             {
-                st.pages[q] = STORED;
-                st.resident -= 1;
-                st.stats.evictions += 1;
-                st.stats.clean_evictions += 1;
-            } else {
-                st.queue.push_back(q as u32);
+                for &q in run {
+                    self.dropped_clean(st, q);
+                }
+                continue;
+            }
+            for &q in run {
+                // The page is write protected: a write to it waits for this
+                // thread, and finds it missing after the drop.
+                if self
+                    .region
+                    .advise(q * self.page, self.page, libc::MADV_DONTNEED)
+                    .is_ok()
+                {
+                    self.dropped_clean(st, q);
+                } else {
+                    st.queue.push_back(q as u32);
+                }
             }
         }
         for chunk in dirty.chunks(STAGING_PAGES) {
             self.evict_dirty(st, chunk);
         }
+    }
+
+    fn dropped_clean(&self, st: &mut State, q: usize) {
+        st.pages[q] = STORED;
+        st.resident -= 1;
+        st.stats.evictions += 1;
+        st.stats.clean_evictions += 1;
     }
 
     /// Move `victims` (dirty, resident) to the staging range, store them,
