@@ -1196,16 +1196,32 @@ impl Zswap {
         pages: &[u8],
         outcomes: &mut Vec<StoreOutcome>,
     ) -> Result<()> {
+        self.store_many_until(swap_type, offsets, pages, outcomes, &mut || false)
+    }
+
+    /// `store_many` that asks `stop` between chunks of a few pages whether
+    /// to stop early (a Ctrl-C in the Python caller): when it answers true,
+    /// the call returns `Ok` with `outcomes.len() < offsets.len()`, the
+    /// pages before that index done and the rest untouched.
+    pub fn store_many_until(
+        &self,
+        swap_type: u32,
+        offsets: &[u64],
+        pages: &[u8],
+        outcomes: &mut Vec<StoreOutcome>,
+        stop: &mut dyn FnMut() -> bool,
+    ) -> Result<()> {
         let at = self.check_batch(swap_type, offsets, "pages", pages.len())?;
         outcomes.clear();
         outcomes.reserve(offsets.len());
-        self.store_pages(at, offsets, pages, outcomes).map_err(|e| {
-            let k = outcomes.len();
-            let at = offsets.get(k).copied().unwrap_or_default();
-            e.context(format_args!(
-                "store_many stopped at offsets[{k}] = {at}, after the {k} pages before it"
-            ))
-        })
+        self.store_pages(at, offsets, pages, outcomes, stop)
+            .map_err(|e| {
+                let k = outcomes.len();
+                let at = offsets.get(k).copied().unwrap_or_default();
+                e.context(format_args!(
+                    "store_many stopped at offsets[{k}] = {at}, after the {k} pages before it"
+                ))
+            })
     }
 
     /// `store_many` after its checks: on an error, `outcomes` holds exactly
@@ -1216,11 +1232,15 @@ impl Zswap {
         offsets: &[u64],
         pages: &[u8],
         outcomes: &mut Vec<StoreOutcome>,
+        stop: &mut dyn FnMut() -> bool,
     ) -> Result<()> {
         let batch = self.compressor.read().batch_size();
         if batch <= 1 {
             let chunk_bytes = LOCKSTEP * self.page_size;
             for (offsets, pages) in offsets.chunks(LOCKSTEP).zip(pages.chunks(chunk_bytes)) {
+                if stop() {
+                    return Ok(());
+                }
                 self.warm(at.area, offsets);
                 for (&o, page) in offsets.iter().zip(pages.chunks_exact(self.page_size)) {
                     outcomes.push(self.store_at(at, o, page)?);
@@ -1235,6 +1255,9 @@ impl Zswap {
         // batch may pass it by at most `batch - 1` pages.
         let ps = self.page_size;
         for (chunk_offsets, chunk) in offsets.chunks(batch).zip(pages.chunks(batch * ps)) {
+            if stop() {
+                return Ok(());
+            }
             let mut todo: Vec<usize> = Vec::with_capacity(batch);
             let mut comp: Option<Arc<dyn Compressor>> = None;
             let first = outcomes.len();
@@ -1291,15 +1314,33 @@ impl Zswap {
     /// `offsets[i]`. Every argument is checked first; a missing page fails
     /// the call with [`ErrorKind::NotFound`] naming it.
     pub fn load_many(&self, swap_type: u32, offsets: &[u64], out: &mut [u8]) -> Result<()> {
+        self.load_many_until(swap_type, offsets, out, &mut || false)
+            .map(|_| ())
+    }
+
+    /// `load_many` that asks `stop` between chunks of a few pages whether
+    /// to stop early; returns how many pages (a prefix) were loaded.
+    pub fn load_many_until(
+        &self,
+        swap_type: u32,
+        offsets: &[u64],
+        out: &mut [u8],
+        stop: &mut dyn FnMut() -> bool,
+    ) -> Result<usize> {
         let at = self.check_batch(swap_type, offsets, "out", out.len())?;
         let chunk_bytes = LOCKSTEP * self.page_size;
+        let mut done = 0;
         for (offsets, out) in offsets.chunks(LOCKSTEP).zip(out.chunks_mut(chunk_bytes)) {
+            if stop() {
+                return Ok(done);
+            }
             self.warm(at.area, offsets);
             for (&o, page) in offsets.iter().zip(out.chunks_exact_mut(self.page_size)) {
                 self.load_at(at, o, page)?;
+                done += 1;
             }
         }
-        Ok(())
+        Ok(done)
     }
 
     /// Read ahead what the loads or stores of up to [`LOCKSTEP`] offsets

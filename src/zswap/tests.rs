@@ -213,6 +213,38 @@ fn store_load_invalidate() {
 }
 
 #[test]
+fn batches_stop_between_chunks_when_asked() {
+    let z = zswap(None);
+    let t = z.swapon(1000).unwrap();
+    let offsets: Vec<u64> = (0..100).collect();
+    let pages: Vec<u8> = (0..100).flat_map(text_page).collect();
+    // Stop at the third question: two chunks done, the rest untouched.
+    let mut asked = 0;
+    let mut stop = || {
+        asked += 1;
+        asked > 2
+    };
+    let mut outcomes = Vec::new();
+    z.store_many_until(t, &offsets, &pages, &mut outcomes, &mut stop)
+        .unwrap();
+    let done = outcomes.len();
+    assert_eq!(done, 2 * LOCKSTEP);
+    assert_eq!(z.stats().stored_pages, done as u64);
+    assert!(z.load(t, done as u64).is_err());
+    let mut out = vec![0u8; done * 4096];
+    let mut asked = 0;
+    let mut stop = || {
+        asked += 1;
+        asked > 1
+    };
+    let loaded = z
+        .load_many_until(t, &offsets[..done], &mut out, &mut stop)
+        .unwrap();
+    assert_eq!(loaded, LOCKSTEP);
+    assert_eq!(&out[..loaded * 4096], &pages[..loaded * 4096]);
+}
+
+#[test]
 fn bad_arguments() {
     let z = zswap(None);
     let t = z.swapon(10).unwrap();
