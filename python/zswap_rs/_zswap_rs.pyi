@@ -18,6 +18,12 @@ class Zswap:
 
     Every method may be called from many threads at once; compression,
     decompression and I/O run with the GIL released.
+
+    After ``os.fork()`` (``multiprocessing``'s default on Linux) a cache made in the
+    parent cannot be used in the child: locks that other threads held at the fork would
+    stay locked there forever. Every call in the child raises ``ZswapError`` saying so,
+    ``close()`` there does nothing, and a new ``Zswap`` made in the child works.
+    Offsets given as integer arrays are read by value, whatever their byte order.
     """
 
     def __new__(
@@ -79,9 +85,16 @@ class Zswap:
         it, which are done. Page ``k``'s offset holds what it held before; the pages after
         it were not stored (a hardware compressor that takes several pages at once may have
         stored some of ``k``'s batch already). Retrying from ``k`` is safe.
+
+        A signal (Ctrl-C) is seen within about 20 ms: the batch stops between pages and the
+        ``KeyboardInterrupt`` carries ``outcomes`` the same way.
         """
     def load_many(self, swap_type: int, offsets: Iterable[int] | Buffer, out: Buffer) -> None:
-        """Load the pages at ``offsets`` into one writable buffer of ``len(offsets)`` pages."""
+        """Load the pages at ``offsets`` into one writable buffer of ``len(offsets)`` pages.
+
+        A signal (Ctrl-C) stops it within about 20 ms; the ``KeyboardInterrupt``'s
+        ``loaded`` says how many pages, a prefix of ``offsets``, were loaded into ``out``.
+        """
     def invalidate(self, swap_type: int, offset: int) -> bool:
         """Drop the page at ``(swap_type, offset)``; returns whether one was there."""
     def compact(self) -> int:

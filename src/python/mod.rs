@@ -15,14 +15,16 @@ use std::cell::RefCell;
 mod region;
 
 use pyo3::buffer::PyBuffer;
-use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::exceptions::{PyOverflowError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDict, PyInt, PyList, PyString, PyType};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyList, PyString, PyType};
 
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Once};
+use std::time::{Duration, Instant};
 
 use crate::{
     compress, Config, Error, ErrorKind, FileOptions, StoreOutcome, Zswap as Core, MAX_SWAP_TYPES,
@@ -75,6 +77,92 @@ fn to_py(py: Python<'_>, e: Error) -> PyErr {
     }
 }
 
+/// Run `f`, a call into the core, with the GIL released, and map what it
+/// gives to Python: the core's errors by `to_py`, and a panic (a bug) to a
+/// `ZswapError` that says so. A panic must not reach Python as PyO3's
+/// `PanicException`, a `BaseException` that `except Exception` misses; the
+/// core's claims and locks are guards, so unwinding leaves none behind.
+fn run<T: Send>(py: Python<'_>, f: impl FnOnce() -> crate::Result<T> + Send) -> PyResult<T> {
+    match py.detach(|| catch_unwind(AssertUnwindSafe(f))) {
+        Ok(r) => r.map_err(|e| to_py(py, e)),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_string());
+            Err(exception(
+                py,
+                &ZSWAP_ERROR,
+                "ZswapError",
+                (format!(
+                    "internal error in zswap-rs (a bug, please report it): {what}; \
+                     the call did not complete"
+                ),),
+            ))
+        }
+    }
+}
+
+/// How many times this process is a child of `fork()` made since the
+/// module was loaded: a cache remembers the count it was made under, and
+/// refuses to work in a child, where the locks other threads held at the
+/// fork stay locked forever and its background threads do not exist.
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn count_fork_in_child() {
+    // Async-signal-safe: one atomic add, no allocation, no lock.
+    FORKS.fetch_add(1, Relaxed);
+}
+
+/// Count forks from now on (`os.fork`, `multiprocessing`, or C code's own).
+fn watch_forks() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: registers a plain function with no captured state as the
+        // child-side fork handler; it runs in the child right after fork,
+        // where it only does an atomic add (async-signal-safe).
+        let rc = unsafe { libc::pthread_atfork(None, None, Some(count_fork_in_child)) };
+        debug_assert_eq!(rc, 0, "pthread_atfork: {rc}");
+    });
+}
+
+/// How long a batch runs with the GIL released before it takes it back for
+/// a moment to see whether a signal (Ctrl-C) is pending: short enough to
+/// feel immediate, long enough that the check (a GIL round trip, a few
+/// microseconds when no other thread wants it) costs nothing measurable.
+const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Between the chunks of a batch, asks Python whether a signal handler
+/// raised (KeyboardInterrupt), and keeps that exception to re-raise once the
+/// batch has stopped. Signals are only delivered to the main thread, so in
+/// other threads the check is always negative.
+struct SignalCheck {
+    last: Instant,
+    raised: Option<PyErr>,
+}
+
+impl SignalCheck {
+    fn new() -> Self {
+        SignalCheck {
+            last: Instant::now(),
+            raised: None,
+        }
+    }
+
+    /// Whether the batch should stop now.
+    fn stop(&mut self) -> bool {
+        if self.last.elapsed() < SIGNAL_CHECK_INTERVAL {
+            return false;
+        }
+        self.last = Instant::now();
+        if let Err(e) = Python::attach(|py| py.check_signals()) {
+            self.raised = Some(e);
+        }
+        self.raised.is_some()
+    }
+}
+
 fn outcome(py: Python<'_>, o: StoreOutcome) -> PyResult<Py<PyAny>> {
     let all = OUTCOMES.get_or_try_init(py, || -> PyResult<[Py<PyAny>; 4]> {
         let cls = py.import("zswap_rs._types")?.getattr("StoreOutcome")?;
@@ -101,19 +189,21 @@ fn int_arg(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<i64> {
         .ok_or_else(|| PyValueError::new_err(format!("{name} {obj} is out of range")))
 }
 
-/// An integer argument: `None` for an int too large for an `i64` (the
-/// caller says what range it wanted), `TypeError` for a non-int.
+/// An integer argument: anything with `__index__` (an int, a NumPy
+/// integer), but not a `bool`. `None` for a value too large for an `i64`
+/// (the caller says what range it wanted: that is a `ValueError`, whatever
+/// the type), `TypeError` for a non-integer; an exception raised by the
+/// object's own `__index__` goes through as it is.
 fn int_or_huge(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<Option<i64>> {
+    let not_int = || PyTypeError::new_err(format!("{name} must be an int, not {}", type_name(obj)));
+    if obj.is_instance_of::<PyBool>() {
+        return Err(not_int());
+    }
     match obj.extract::<i64>() {
         Ok(v) => Ok(Some(v)),
-        Err(_) if obj.is_instance_of::<PyInt>() => Ok(None),
-        Err(_) => Err(PyTypeError::new_err(format!(
-            "{name} must be an int, not {}",
-            obj.get_type()
-                .name()
-                .map(|n| n.to_string())
-                .unwrap_or_default()
-        ))),
+        Err(e) if e.is_instance_of::<PyOverflowError>(obj.py()) => Ok(None),
+        Err(e) if e.is_instance_of::<PyTypeError>(obj.py()) => Err(not_int()),
+        Err(e) => Err(e),
     }
 }
 
@@ -182,19 +272,25 @@ fn page_buffer(obj: &Bound<'_, PyAny>, name: &str, writable: bool) -> PyResult<P
         Ok(b) => b,
         Err(_) => {
             // A typed buffer (e.g. an array of uint64): view its bytes.
+            let not_buffer = |_| {
+                PyTypeError::new_err(format!(
+                    "{name} must be a bytes-like object, not {}",
+                    type_name(obj)
+                ))
+            };
             let view = obj
                 .py()
                 .import("builtins")?
                 .getattr("memoryview")?
                 .call1((obj,))
-                .and_then(|m| m.call_method1("cast", ("B",)))
-                .map_err(|_| {
-                    PyTypeError::new_err(format!(
-                        "{name} must be a contiguous bytes-like object, not {}",
-                        type_name(obj)
-                    ))
-                })?;
-            PyBuffer::<u8>::get(&view)?
+                .map_err(not_buffer)?;
+            // Strided: the same error as for a strided byte buffer below.
+            if !view.getattr("c_contiguous")?.extract::<bool>()? {
+                return Err(PyValueError::new_err(format!(
+                    "{name} must be C-contiguous"
+                )));
+            }
+            PyBuffer::<u8>::get(&view.call_method1("cast", ("B",)).map_err(not_buffer)?)?
         }
     };
     if !buf.is_c_contiguous() {
@@ -226,17 +322,20 @@ fn offsets_arg(obj: &Bound<'_, PyAny>, swap_type: u32, pages: Option<u64>) -> Py
             .map(|(i, &o)| u64::try_from(o).map_err(|_| bad(i, i128::from(o))))
             .collect()
     };
-    if let Ok(b) = PyBuffer::<u64>::get(obj) {
-        return b.to_vec(obj.py());
+    let py = obj.py();
+    // Integer arrays of the machine's byte order are read in one copy; any
+    // other (a big-endian NumPy dtype, a 16-bit one) is read by value below.
+    if let Some(b) = PyBuffer::<u64>::get(obj).ok().and_then(native_order) {
+        return b.to_vec(py);
     }
-    if let Ok(b) = PyBuffer::<i64>::get(obj) {
-        return signed(b.to_vec(obj.py())?);
+    if let Some(b) = PyBuffer::<i64>::get(obj).ok().and_then(native_order) {
+        return signed(b.to_vec(py)?);
     }
-    if let Ok(b) = PyBuffer::<u32>::get(obj) {
-        return Ok(b.to_vec(obj.py())?.into_iter().map(u64::from).collect());
+    if let Some(b) = PyBuffer::<u32>::get(obj).ok().and_then(native_order) {
+        return Ok(b.to_vec(py)?.into_iter().map(u64::from).collect());
     }
-    if let Ok(b) = PyBuffer::<i32>::get(obj) {
-        return signed(b.to_vec(obj.py())?.into_iter().map(i64::from).collect());
+    if let Some(b) = PyBuffer::<i32>::get(obj).ok().and_then(native_order) {
+        return signed(b.to_vec(py)?.into_iter().map(i64::from).collect());
     }
     if obj.is_instance_of::<PyString>() || obj.is_instance_of::<PyBytes>() {
         return Err(PyTypeError::new_err(format!(
@@ -253,19 +352,25 @@ fn offsets_arg(obj: &Bound<'_, PyAny>, swap_type: u32, pages: Option<u64>) -> Py
     let mut out = Vec::with_capacity(obj.len().unwrap_or(0));
     for (i, item) in iter.enumerate() {
         let item = item?;
-        let v = item.extract::<i64>().map_err(|_| {
-            if item.is_instance_of::<PyInt>() {
-                PyValueError::new_err(format!("offsets[{i}] = {item} is out of range"))
-            } else {
-                PyTypeError::new_err(format!(
-                    "offsets[{i}] must be an int, not {}",
-                    type_name(&item)
-                ))
-            }
+        let v = int_or_huge(&item, &format!("offsets[{i}]"))?.ok_or_else(|| {
+            PyValueError::new_err(format!("offsets[{i}] = {item} is out of range"))
         })?;
         out.push(u64::try_from(v).map_err(|_| bad(i, i128::from(v)))?);
     }
     Ok(out)
+}
+
+/// `buf` if its items are in this machine's byte order. PyO3's own format
+/// check takes `>` (big-endian) for native on little-endian machines, which
+/// read `np.array([1], dtype=">u4")` as 16777216.
+fn native_order<T: pyo3::buffer::Element>(buf: PyBuffer<T>) -> Option<PyBuffer<T>> {
+    let order = buf.format().to_bytes().first().copied();
+    let native = match order {
+        Some(b'<') => cfg!(target_endian = "little"),
+        Some(b'>' | b'!') => cfg!(target_endian = "big"),
+        _ => true, // '@', '=', or no prefix: native
+    };
+    native.then_some(buf)
 }
 
 /// A contiguous byte buffer's memory, to read or write with the GIL
@@ -333,9 +438,43 @@ struct Zswap {
     core: Arc<Core>,
     /// The age the shrinker uses when it is turned on.
     shrinker_age: parking_lot::Mutex<Duration>,
+    /// `FORKS` when it was made: another value means this is a child of a
+    /// fork, where the cache must not be used (see `check_fork`).
+    forks: u64,
+}
+
+impl Drop for Zswap {
+    fn drop(&mut self) {
+        if FORKS.load(Relaxed) != self.forks {
+            // In a fork's child, dropping the core would wait for locks that
+            // threads of the parent held at the fork, and for a shrinker
+            // thread that does not exist here: leak it instead (the child's
+            // copy of the memory goes away with the child).
+            std::mem::forget(Arc::clone(&self.core));
+        }
+    }
 }
 
 impl Zswap {
+    /// Refuse to work in the child of a fork: the locks that other threads
+    /// held at the moment of the fork stay locked forever there, so any
+    /// call could hang. SPEC.md asks for `ZswapError` rather than a hang.
+    fn check_fork(&self, py: Python<'_>) -> PyResult<()> {
+        if FORKS.load(Relaxed) == self.forks {
+            return Ok(());
+        }
+        Err(exception(
+            py,
+            &ZSWAP_ERROR,
+            "ZswapError",
+            (
+                "this Zswap was made before os.fork() and cannot be used in the child: \
+              its locks and threads stayed with the parent; make a new Zswap here"
+                    .to_string(),
+            ),
+        ))
+    }
+
     fn swap_type(&self, obj: &Bound<'_, PyAny>) -> PyResult<u32> {
         let t = int_arg(obj, "swap_type")?;
         u32::try_from(t)
@@ -413,7 +552,19 @@ impl Zswap {
         };
         let max_pool_bytes = max_pool_bytes.map(pool_bytes_arg).transpose()?;
         let page_size = match page_size {
-            Some(p) => usize::try_from(int_arg(p, "page_size")?).unwrap_or(0),
+            Some(p) => {
+                let v = int_arg(p, "page_size")?;
+                usize::try_from(v).map_err(|_| {
+                    config_error(
+                        py,
+                        format!(
+                            "page_size {v} is not a power of two in {}..={}",
+                            crate::pool::MIN_PAGE_SIZE,
+                            crate::pool::MAX_PAGE_SIZE
+                        ),
+                    )
+                })?
+            }
             None => defaults.page_size,
         };
         // A zstd dictionary (`train_dictionary`): any bytes-like, copied.
@@ -446,9 +597,11 @@ impl Zswap {
             page_size,
         };
         let core = Core::new(config).map_err(|e| to_py(py, e))?;
+        watch_forks();
         Ok(Zswap {
             core: Arc::new(core),
             shrinker_age: parking_lot::Mutex::new(DEFAULT_SHRINKER_AGE),
+            forks: FORKS.load(Relaxed),
         })
     }
 
@@ -463,6 +616,7 @@ impl Zswap {
         direct: bool,
         disk_mbps: Option<f64>,
     ) -> PyResult<u32> {
+        self.check_fork(py)?;
         let Some(pages) = pages else {
             return Err(PyTypeError::new_err(
                 "swapon() needs pages=N, the number of slots",
@@ -492,8 +646,7 @@ impl Zswap {
             }
         }
         let options = FileOptions { direct, disk_mbps };
-        py.detach(|| self.core.swapon_file(&path, pages, &options))
-            .map_err(|e| to_py(py, e))
+        run(py, || self.core.swapon_file(&path, pages, &options))
     }
 
     /// The backing file of `swap_type` as a dict, or None for a memory-only area.
@@ -502,6 +655,7 @@ impl Zswap {
         py: Python<'py>,
         swap_type: &Bound<'py, PyAny>,
     ) -> PyResult<Option<Bound<'py, PyDict>>> {
+        self.check_fork(py)?;
         let t = self.swap_type(swap_type)?;
         let Some(info) = self.core.backing_info(t).map_err(|e| to_py(py, e))? else {
             return Ok(None);
@@ -518,62 +672,67 @@ impl Zswap {
     /// Write back up to `max_pages` of the oldest entries now; returns how many.
     #[pyo3(signature = (max_pages = None), text_signature = "($self, max_pages=64)")]
     fn writeback(&self, py: Python<'_>, max_pages: Option<&Bound<'_, PyAny>>) -> PyResult<usize> {
+        self.check_fork(py)?;
         let n = max_pages.map_or(Ok(64), max_pages_arg)?;
-        py.detach(|| self.core.writeback(n))
-            .map_err(|e| to_py(py, e))
+        run(py, || self.core.writeback(n))
     }
 
     /// Whether the background shrinker runs (off by default, as the kernel's).
     #[getter]
-    fn get_shrinker_enabled(&self) -> bool {
-        self.core.shrinker_age().is_some()
+    fn get_shrinker_enabled(&self, py: Python<'_>) -> PyResult<bool> {
+        self.check_fork(py)?;
+        Ok(self.core.shrinker_age().is_some())
     }
 
     #[setter]
     fn set_shrinker_enabled(&self, py: Python<'_>, on: bool) -> PyResult<()> {
+        self.check_fork(py)?;
         if on {
             let age = *self.shrinker_age.lock();
             // A running shrinker is stopped first, which waits for its
             // writeback in progress.
-            py.detach(|| self.core.start_shrinker(age))
-                .map_err(|e| to_py(py, e))
+            run(py, || self.core.start_shrinker(age))
         } else {
-            py.detach(|| self.core.stop_shrinker());
+            run(py, || {
+                self.core.stop_shrinker();
+                Ok(())
+            })?;
             Ok(())
         }
     }
 
     /// Seconds an entry must sit unused before the shrinker writes it back.
     #[getter]
-    fn get_shrinker_age(&self) -> f64 {
-        self.shrinker_age.lock().as_secs_f64()
+    fn get_shrinker_age(&self, py: Python<'_>) -> PyResult<f64> {
+        self.check_fork(py)?;
+        Ok(self.shrinker_age.lock().as_secs_f64())
     }
 
     #[setter]
     fn set_shrinker_age(&self, py: Python<'_>, seconds: f64) -> PyResult<()> {
-        if !(seconds > 0.0 && seconds.is_finite()) {
-            return Err(exception(
-                py,
-                &CONFIG_ERROR,
-                "ConfigError",
-                (format!(
-                    "shrinker_age must be a positive number of seconds, got {seconds}"
-                ),),
-            ));
-        }
-        let age = Duration::from_secs_f64(seconds);
+        self.check_fork(py)?;
+        // Not positive, NaN, infinite, or past what a `Duration` holds.
+        let age = Some(seconds)
+            .filter(|s| *s > 0.0)
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            .ok_or_else(|| {
+                config_error(
+                    py,
+                    format!("shrinker_age must be a positive number of seconds, got {seconds:?}"),
+                )
+            })?;
         *self.shrinker_age.lock() = age;
         if self.core.shrinker_age().is_some() {
-            py.detach(|| self.core.start_shrinker(age))
-                .map_err(|e| to_py(py, e))?;
+            run(py, || self.core.start_shrinker(age))?;
         }
         Ok(())
     }
 
     /// Drop every entry of `swap_type` and turn it off.
     fn swapoff(&self, py: Python<'_>, swap_type: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.check_fork(py)?;
         let t = self.swap_type(swap_type)?;
-        py.detach(|| self.core.swapoff(t)).map_err(|e| to_py(py, e))
+        run(py, || self.core.swapoff(t))
     }
 
     /// Store one page; returns a `StoreOutcome`.
@@ -584,12 +743,13 @@ impl Zswap {
         offset: &Bound<'_, PyAny>,
         page: &Bound<'_, PyAny>,
     ) -> PyResult<Py<PyAny>> {
+        self.check_fork(py)?;
         let t = self.swap_type(swap_type)?;
         let off = self.offset(offset, t)?;
         let result = if let Ok(bytes) = page.cast::<PyBytes>() {
             // `bytes` is immutable and we hold a reference: read it in place.
             let data = bytes.as_bytes();
-            py.detach(|| self.core.store(t, off, data))
+            run(py, || self.core.store(t, off, data))
         } else {
             let buf = page_buffer(page, "page", false)?;
             if buf.len_bytes() != self.core.page_size() {
@@ -604,11 +764,10 @@ impl Zswap {
                 s.resize(buf.len_bytes(), 0);
                 buf.copy_to_slice(py, &mut s)?;
                 let data = &s[..];
-                Ok(py.detach(|| self.core.store(t, off, data)))
+                Ok(run(py, || self.core.store(t, off, data)))
             })?
         };
-        let o = result.map_err(|e| to_py(py, e))?;
-        outcome(py, o)
+        outcome(py, result?)
     }
 
     /// The page stored at `(swap_type, offset)`; `KeyError` if none.
@@ -618,21 +777,21 @@ impl Zswap {
         swap_type: &Bound<'py, PyAny>,
         offset: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyBytes>> {
+        self.check_fork(py)?;
         let t = self.swap_type(swap_type)?;
         let off = self.offset(offset, t)?;
         PyBytes::new_with(py, self.core.page_size(), |out| {
             // The new bytes object is not visible to any other code yet.
-            py.detach(|| self.core.load_into(t, off, out))
-                .map(|_| ())
-                .map_err(|e| to_py(py, e))
+            run(py, || self.core.load_into(t, off, out)).map(|_| ())
         })
     }
 
     /// Store `len(offsets)` pages given as one buffer; returns one
     /// `StoreOutcome` per page. Every argument is checked before anything is
-    /// stored, and the GIL is released for the whole batch. A fault stops
-    /// the batch at page `k`: the exception's `outcomes` lists the `k`
-    /// pages before it, which are done (see the stub).
+    /// stored, and the GIL is released for the batch. A fault, or a signal
+    /// (Ctrl-C: checked every `SIGNAL_CHECK_INTERVAL`), stops the batch at
+    /// page `k`: the exception's `outcomes` lists the `k` pages before it,
+    /// which are done (see the stub).
     fn store_many<'py>(
         &self,
         py: Python<'py>,
@@ -640,30 +799,36 @@ impl Zswap {
         offsets: &Bound<'py, PyAny>,
         pages: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyList>> {
+        self.check_fork(py)?;
         let t = self.swap_type(swap_type)?;
         let offs = offsets_arg(offsets, t, self.core.area_pages(t))?;
         let mut outcomes = Vec::new();
+        let mut signals = SignalCheck::new();
+        let mut stop = || signals.stop();
         let result = if let Ok(bytes) = pages.cast::<PyBytes>() {
             let data = bytes.as_bytes();
-            py.detach(|| self.core.store_many(t, &offs, data, &mut outcomes))
+            run(py, || {
+                self.core
+                    .store_many_until(t, &offs, data, &mut outcomes, &mut stop)
+            })
         } else {
             let buf = page_buffer(pages, "pages", false)?;
             let view = BufferView::new(&buf);
-            py.detach(|| {
+            run(py, || {
                 // SAFETY: see `BufferView`: the export is held by `buf` for
                 // the whole call, so the memory stays valid and in place.
                 let data = unsafe { view.as_slice() };
-                self.core.store_many(t, &offs, data, &mut outcomes)
+                self.core
+                    .store_many_until(t, &offs, data, &mut outcomes, &mut stop)
             })
         };
         let list = PyList::empty(py);
         for o in outcomes {
             list.append(outcome(py, o)?)?;
         }
-        if let Err(e) = result {
-            // A fault stopped the batch: the pages before the one that
-            // failed are done, and the exception says how they went.
-            let err = to_py(py, e);
+        // A fault or a signal stopped the batch: the pages before the one
+        // it stopped at are done, and the exception says how they went.
+        if let Some(err) = result.err().or(signals.raised) {
             err.value(py).setattr("outcomes", list)?;
             return Err(err);
         }
@@ -672,6 +837,8 @@ impl Zswap {
 
     /// Load the pages at `offsets` into one writable buffer of
     /// `len(offsets) * page_size` bytes, with the GIL released for the batch.
+    /// A signal (Ctrl-C) stops it between chunks; the exception's `loaded`
+    /// says how many pages (a prefix of `offsets`) were loaded.
     fn load_many(
         &self,
         py: Python<'_>,
@@ -679,17 +846,24 @@ impl Zswap {
         offsets: &Bound<'_, PyAny>,
         out: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
+        self.check_fork(py)?;
         let t = self.swap_type(swap_type)?;
         let offs = offsets_arg(offsets, t, self.core.area_pages(t))?;
         let buf = page_buffer(out, "out", true)?;
         let view = BufferView::new(&buf);
-        py.detach(|| {
+        let mut signals = SignalCheck::new();
+        let mut stop = || signals.stop();
+        let loaded = run(py, || {
             // SAFETY: see `BufferView`; the buffer is writable (checked by
             // `page_buffer`) and exported for the whole call.
             let data = unsafe { view.as_mut_slice() };
-            self.core.load_many(t, &offs, data)
-        })
-        .map_err(|e| to_py(py, e))
+            self.core.load_many_until(t, &offs, data, &mut stop)
+        })?;
+        if let Some(err) = signals.raised {
+            err.value(py).setattr("loaded", loaded)?;
+            return Err(err);
+        }
+        Ok(())
     }
 
     /// Load into a writable buffer of exactly one page.
@@ -700,6 +874,7 @@ impl Zswap {
         offset: &Bound<'_, PyAny>,
         buf: &Bound<'_, PyAny>,
     ) -> PyResult<()> {
+        self.check_fork(py)?;
         let t = self.swap_type(swap_type)?;
         let off = self.offset(offset, t)?;
         let target = page_buffer(buf, "buf", true)?;
@@ -714,8 +889,7 @@ impl Zswap {
             let mut s = s.borrow_mut();
             s.resize(target.len_bytes(), 0);
             let page = &mut s[..];
-            py.detach(|| self.core.load_into(t, off, page))
-                .map_err(|e| to_py(py, e))?;
+            run(py, || self.core.load_into(t, off, page))?;
             target.copy_from_slice(py, &s)
         })
     }
@@ -727,21 +901,23 @@ impl Zswap {
         swap_type: &Bound<'_, PyAny>,
         offset: &Bound<'_, PyAny>,
     ) -> PyResult<bool> {
+        self.check_fork(py)?;
         let t = self.swap_type(swap_type)?;
         let off = self.offset(offset, t)?;
         // Freeing a file slot may punch a hole in the file, and the area
         // lock may be held by a thread writing to it.
-        py.detach(|| self.core.invalidate(t, off))
-            .map_err(|e| to_py(py, e))
+        run(py, || self.core.invalidate(t, off))
     }
 
     /// Move objects out of sparse zspages; returns pages freed.
     fn compact(&self, py: Python<'_>) -> PyResult<usize> {
-        py.detach(|| self.core.compact()).map_err(|e| to_py(py, e))
+        self.check_fork(py)?;
+        run(py, || self.core.compact())
     }
 
     /// Every counter, under the kernel's names.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        self.check_fork(py)?;
         let d = PyDict::new(py);
         for (name, value) in self.core.stats().named() {
             d.set_item(name, value)?;
@@ -751,6 +927,7 @@ impl Zswap {
 
     /// One dict per size class, in use or not, as zsmalloc's debugfs `classes`.
     fn pool_classes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        self.check_fork(py)?;
         let list = PyList::empty(py);
         for c in self.core.pool_classes() {
             let d = PyDict::new(py);
@@ -779,17 +956,27 @@ impl Zswap {
         budget: &Bound<'_, PyAny>,
         path: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<region::Region> {
+        self.check_fork(py)?;
         region::make(py, self, size, budget, path)
     }
 
-    /// Swap off every area and refuse further calls.
-    fn close(&self, py: Python<'_>) {
-        py.detach(|| self.core.close());
+    /// Swap off every area and refuse further calls. In the child of a
+    /// fork it does nothing (the cache is the parent's), so that leaving a
+    /// `with` block there does not fail.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        if self.check_fork(py).is_ok() {
+            run(py, || {
+                self.core.close();
+                Ok(())
+            })?;
+        }
+        Ok(())
     }
 
+    /// Whether `close()` was called (always true in the child of a fork).
     #[getter]
-    fn closed(&self) -> bool {
-        self.core.is_closed()
+    fn closed(&self, py: Python<'_>) -> bool {
+        self.check_fork(py).is_err() || self.core.is_closed()
     }
 
     fn __enter__(slf: Py<Self>) -> Py<Self> {
@@ -797,22 +984,25 @@ impl Zswap {
     }
 
     #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, pyo3::types::PyTuple>) -> bool {
-        self.close(py);
-        false
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<bool> {
+        self.close(py)?;
+        Ok(false)
     }
 
-    fn __repr__(&self) -> String {
+    fn __repr__(&self, py: Python<'_>) -> String {
+        if self.check_fork(py).is_err() {
+            return "Zswap(<made before os.fork(), unusable in this child>)".to_string();
+        }
+        let closed = if self.core.is_closed() {
+            ", closed"
+        } else {
+            ""
+        };
         format!(
-            "Zswap(compressor={:?}, max_pool_bytes={}, page_size={}{})",
+            "Zswap(compressor={:?}, max_pool_bytes={}, page_size={}{closed})",
             self.core.compressor_name(),
             self.core.max_pool_bytes_limit(),
             self.core.page_size(),
-            if self.core.is_closed() {
-                ", closed"
-            } else {
-                ""
-            }
         )
     }
 
@@ -822,36 +1012,42 @@ impl Zswap {
     }
 
     #[getter]
-    fn get_compressor(&self) -> &'static str {
-        self.core.compressor_name()
+    fn get_compressor(&self, py: Python<'_>) -> PyResult<&'static str> {
+        self.check_fork(py)?;
+        Ok(self.core.compressor_name())
     }
 
     #[setter]
     fn set_compressor(&self, py: Python<'_>, name: &str) -> PyResult<()> {
+        self.check_fork(py)?;
         self.core
             .set_compressor(name, None)
             .map_err(|e| to_py(py, e))
     }
 
     #[getter]
-    fn get_level(&self) -> Option<i32> {
-        self.core.compressor_level()
+    fn get_level(&self, py: Python<'_>) -> PyResult<Option<i32>> {
+        self.check_fork(py)?;
+        Ok(self.core.compressor_level())
     }
 
     #[setter]
     fn set_level(&self, py: Python<'_>, level: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        self.check_fork(py)?;
         self.core
             .set_compressor(self.core.compressor_name(), level_arg(level)?)
             .map_err(|e| to_py(py, e))
     }
 
     #[getter]
-    fn get_max_pool_bytes(&self) -> Option<u64> {
-        self.core.max_pool_bytes()
+    fn get_max_pool_bytes(&self, py: Python<'_>) -> PyResult<Option<u64>> {
+        self.check_fork(py)?;
+        Ok(self.core.max_pool_bytes())
     }
 
     #[setter]
     fn set_max_pool_bytes(&self, py: Python<'_>, bytes: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+        self.check_fork(py)?;
         let bytes = bytes.map(pool_bytes_arg).transpose()?;
         self.core
             .set_max_pool_bytes(bytes)
@@ -859,23 +1055,27 @@ impl Zswap {
     }
 
     #[getter]
-    fn get_max_pool_percent(&self) -> u32 {
-        self.core.max_pool_percent()
+    fn get_max_pool_percent(&self, py: Python<'_>) -> PyResult<u32> {
+        self.check_fork(py)?;
+        Ok(self.core.max_pool_percent())
     }
 
     #[setter]
     fn set_max_pool_percent(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.check_fork(py)?;
         let p = Self::percent(v, "max_pool_percent")?;
         self.core.set_max_pool_percent(p).map_err(|e| to_py(py, e))
     }
 
     #[getter]
-    fn get_accept_threshold_percent(&self) -> u32 {
-        self.core.accept_threshold_percent()
+    fn get_accept_threshold_percent(&self, py: Python<'_>) -> PyResult<u32> {
+        self.check_fork(py)?;
+        Ok(self.core.accept_threshold_percent())
     }
 
     #[setter]
     fn set_accept_threshold_percent(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.check_fork(py)?;
         let p = Self::percent(v, "accept_threshold_percent")?;
         self.core
             .set_accept_threshold_percent(p)
@@ -883,12 +1083,14 @@ impl Zswap {
     }
 
     #[getter]
-    fn get_max_compression_ratio(&self) -> u32 {
-        self.core.max_compression_ratio()
+    fn get_max_compression_ratio(&self, py: Python<'_>) -> PyResult<u32> {
+        self.check_fork(py)?;
+        Ok(self.core.max_compression_ratio())
     }
 
     #[setter]
     fn set_max_compression_ratio(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.check_fork(py)?;
         let p = Self::percent(v, "max_compression_ratio")?;
         self.core
             .set_max_compression_ratio(p)
@@ -896,33 +1098,42 @@ impl Zswap {
     }
 
     #[getter]
-    fn get_same_filled(&self) -> bool {
-        self.core.same_filled()
+    fn get_same_filled(&self, py: Python<'_>) -> PyResult<bool> {
+        self.check_fork(py)?;
+        Ok(self.core.same_filled())
     }
 
     #[setter]
-    fn set_same_filled(&self, on: bool) {
-        self.core.set_same_filled(on)
+    fn set_same_filled(&self, py: Python<'_>, on: bool) -> PyResult<()> {
+        self.check_fork(py)?;
+        self.core.set_same_filled(on);
+        Ok(())
     }
 
     #[getter]
-    fn get_exclusive_loads(&self) -> bool {
-        self.core.exclusive_loads()
+    fn get_exclusive_loads(&self, py: Python<'_>) -> PyResult<bool> {
+        self.check_fork(py)?;
+        Ok(self.core.exclusive_loads())
     }
 
     #[setter]
-    fn set_exclusive_loads(&self, on: bool) {
-        self.core.set_exclusive_loads(on)
+    fn set_exclusive_loads(&self, py: Python<'_>, on: bool) -> PyResult<()> {
+        self.check_fork(py)?;
+        self.core.set_exclusive_loads(on);
+        Ok(())
     }
 
     #[getter]
-    fn get_enabled(&self) -> bool {
-        self.core.enabled()
+    fn get_enabled(&self, py: Python<'_>) -> PyResult<bool> {
+        self.check_fork(py)?;
+        Ok(self.core.enabled())
     }
 
     #[setter]
-    fn set_enabled(&self, on: bool) {
-        self.core.set_enabled(on)
+    fn set_enabled(&self, py: Python<'_>, on: bool) -> PyResult<()> {
+        self.check_fork(py)?;
+        self.core.set_enabled(on);
+        Ok(())
     }
 }
 
@@ -1053,8 +1264,19 @@ fn mkswap(
             ),
         )
     })?;
-    py.detach(|| crate::backing::mkswap(&path, pages, page_size, force))
-        .map_err(|e| to_py(py, e))
+    run(py, || {
+        crate::backing::mkswap(&path, pages, page_size, force)
+    })
+}
+
+/// For the tests of the binding itself: a panic in a core call, to show
+/// that it reaches Python as `ZswapError` (an `Exception`), not as PyO3's
+/// `PanicException`.
+#[pyfunction]
+fn _panic_in_core_for_tests(py: Python<'_>) -> PyResult<()> {
+    run(py, || -> crate::Result<()> {
+        panic!("a panic the tests asked for")
+    })
 }
 
 #[pymodule]
@@ -1065,6 +1287,7 @@ fn _zswap_rs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(_compressors, m)?)?;
     m.add_function(wrap_pyfunction!(train_dictionary, m)?)?;
     m.add_function(wrap_pyfunction!(mkswap, m)?)?;
+    m.add_function(wrap_pyfunction!(_panic_in_core_for_tests, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("MAX_SWAP_TYPES", MAX_SWAP_TYPES)?;
     Ok(())
