@@ -393,6 +393,7 @@ class _Context:
 
 
 def _configure_zswap(ctx: _Context, side: str) -> None:
+    """zswap off, or on with the run's compressor and the kernel's own defaults for the rest."""
     if side != "zswap":
         ctx.params.configure(enabled=False)
         return
@@ -405,30 +406,38 @@ def _configure_zswap(ctx: _Context, side: str) -> None:
     ctx.params.configure(enabled=True, **{k: v for k, v in values.items() if k in ctx.params.saved})
 
 
+def _spec(ctx: _Context, level: float, side: str, region_path: Path) -> dict[str, Any]:
+    """What the job's process is told (`_job`): the array, the pages, the region if any."""
+    config = ctx.config
+    region = None
+    if side == "zswap-rs":
+        region = {
+            "compressor": ctx.compressor,
+            "path": str(region_path),
+            "pool_percent": config.pool_percent,
+            "limit_bytes": config.limit_bytes,
+        }
+    return {
+        "array_bytes": config.array_bytes(level),
+        "source": str(ctx.pages_path),
+        "source_pages": ctx.source_pages,
+        "reads": config.reads,
+        "writes": config.writes,
+        "seed": config.seed,
+        "region": region,
+    }
+
+
 def run_side(ctx: _Context, level: float, side: str) -> SideResult:
+    """One side at one level: zswap set for it, a fresh cgroup, the job in a fresh process."""
     config = ctx.config
     result = SideResult(level, side, config.array_bytes(level), "ok")
     if side == "zswap-rs" and ctx.region_why is not None:
         result.status, result.reason = "unavailable", ctx.region_why
         return result
     _configure_zswap(ctx, side)
-    spec: dict[str, Any] = {
-        "array_bytes": result.array_bytes,
-        "source": str(ctx.pages_path),
-        "source_pages": ctx.source_pages,
-        "reads": config.reads,
-        "writes": config.writes,
-        "seed": config.seed,
-        "region": None,
-    }
     region_path = ctx.workdir / f"region-{level:g}.swap"
-    if side == "zswap-rs":
-        spec["region"] = {
-            "compressor": ctx.compressor,
-            "path": str(region_path),
-            "pool_percent": config.pool_percent,
-            "limit_bytes": config.limit_bytes,
-        }
+    spec = _spec(ctx, level, side, region_path)
     name = f"zswap-rs-versus-{os.getpid()}-{side}-{level:g}"
     try:
         with _machine.MemoryCgroup(name, config.limit_bytes) as cg:
@@ -466,6 +475,7 @@ def run_side(ctx: _Context, level: float, side: str) -> SideResult:
 
 
 def _fill_result(result: SideResult, out: dict[str, Any], oom: int, timeout: float) -> None:
+    """The side's status and figures from what the job said (or how it ended)."""
     if out.get("timeout"):
         result.status, result.reason = "timeout", f"stopped after {timeout:g} s"
         return
