@@ -111,6 +111,14 @@ def add_arguments(v: argparse.ArgumentParser) -> None:
         default="on" if d.kernel_shrinker else "off",
         help="the kernel zswap's shrinker on its side (default on)",
     )
+    for name, default in (("--reads", d.reads), ("--writes", d.writes)):
+        v.add_argument(
+            name,
+            type=positive_int,
+            default=default,
+            metavar="N",
+            help=f"random pages the job {name[2:-1]}s one word of (default {default})",
+        )
     v.add_argument(
         "--sides",
         type=_sides,
@@ -157,6 +165,8 @@ def _config(args: argparse.Namespace) -> Config:
         allow_other_swap=args.allow_other_swap,
         pool_percent=args.pool_percent,
         kernel_shrinker=args.kernel_shrinker == "on",
+        reads=args.reads,
+        writes=args.writes,
         timeout=float(args.timeout),
         sides=args.sides,
     )

@@ -183,9 +183,10 @@ def bars(v: Versus) -> list[str]:
     if a and s and a.status == s.status == "ok" and a.io_pages is not None and s.io_pages:
         cut = (s.io_pages - a.io_pages) / s.io_pages * 100
         ok = "holds" if cut >= BAR_HEAVIEST_IO_CUT else "does not hold"
+        got = f"{cut:.0f}% less" if cut >= 0 else f"{-cut:.0f}% more"
         out.append(
             f"at the heaviest ({heaviest:g}x), {BAR_HEAVIEST_IO_CUT:.0f}% less swap I/O than the "
-            f"kernel's swap: {ok} ({cut:.0f}% less)"
+            f"kernel's swap: {ok} ({got})"
         )
     return out
 
