@@ -429,3 +429,50 @@ fn unprivileged_child() {
         }
     }
 }
+
+#[test]
+fn a_child_dropping_its_copy_leaves_the_parents_region_alone() {
+    // A small pool, so that most pages live in the swap file the child
+    // shares with its parent.
+    let z = Arc::new(
+        Zswap::new(Config {
+            max_pool_bytes: Some(64 << 10),
+            ..Config::default()
+        })
+        .unwrap(),
+    );
+    let n = 256;
+    let r = Region::on(z, n * PAGE, 16 * PAGE, None).unwrap();
+    for i in 0..n {
+        write_page(&r, i, &stamped(i, 1));
+    }
+    assert!(r.zswap().stats().pswpout > 0);
+    // SAFETY: fork in a threaded process: the child only drops the region
+    // (no allocation, no lock: see Region::shutdown) and calls _exit.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0);
+    if pid == 0 {
+        drop(r);
+        // SAFETY: leaving the child without the parent's destructors.
+        unsafe { libc::_exit(0) };
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut status = 0;
+    loop {
+        // SAFETY: polling our own child.
+        let got = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        if got == pid {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            // SAFETY: killing our own child.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("the child hung dropping its copy of the region");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+    for i in 0..n {
+        check_page(&r, i, &stamped(i, 1));
+    }
+}

@@ -281,6 +281,9 @@ struct Shared {
     /// Written to wake the handler from poll(2) when it must stop.
     wakeup: OwnedFd,
     spin: Duration,
+    /// The process that made the region (a forked child must not tear down
+    /// what is its parent's).
+    owner: libc::pid_t,
 }
 
 /// Memory of `size` bytes of which at most `budget` bytes are resident; the
@@ -414,6 +417,8 @@ impl Region {
             stop: AtomicBool::new(false),
             wakeup,
             spin: options.spin.unwrap_or(DEFAULT_SPIN),
+            // SAFETY: getpid has no preconditions.
+            owner: unsafe { libc::getpid() },
         });
         let pinned = options.pinned_handlers.unwrap_or(MAX_DEFAULT_HANDLERS);
         let cpus: Vec<Option<usize>> = match pinned {
@@ -510,6 +515,16 @@ impl Region {
 
     fn shutdown(&mut self) {
         if self.shared.stop.swap(true, Relaxed) {
+            return;
+        }
+        // SAFETY: getpid has no preconditions.
+        if unsafe { libc::getpid() } != self.shared.owner {
+            // A forked child dropping its copy: it has no mapping and no
+            // handler threads, and the swap file is shared with the parent.
+            // Unmapping could hit whatever the child mapped there since, and
+            // swapping off would free the parent's slots: leave it all.
+            std::mem::forget(std::mem::take(&mut self.handlers));
+            std::mem::forget(Arc::clone(&self.shared));
             return;
         }
         let one: u64 = 1;
