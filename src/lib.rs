@@ -15,7 +15,9 @@
 //! * [`compress`]: compressors chosen by name;
 //! * [`Zswap`]: the cache that ties them, with the kernel's policies
 //!   (`max_pool_percent`, accept threshold, max compression ratio,
-//!   same-filled pages) and its counters ([`stats`]).
+//!   same-filled pages) and its counters ([`stats`]);
+//! * [`region`]: memory beyond its RAM budget, through userfaultfd, whose
+//!   evicted pages live in a `Zswap`.
 //!
 //! ```
 //! use zswap_rs::{Config, StoreOutcome, Zswap};
