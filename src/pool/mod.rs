@@ -20,18 +20,34 @@
 //! - **Fullness groups.** Each class keeps its zspages in groups by the share
 //!   of slots in use (<10%, <20%, ..., <100%, full). Allocation takes a slot
 //!   from the fullest group with room, so sparse zspages are left to drain
-//!   and be freed, and [`Pool::compact`] empties the sparsest ones into the
-//!   free slots of the fuller ones.
-//! - **Handles are locations.** A [`Handle`] packs class, zspage and slot in
-//!   48 bits, so reading an object is two table lookups and no indirection,
-//!   and the metadata is a 32-byte record per zspage plus one bit per slot
-//!   (which slots are taken), nothing per object. The kernel
-//!   instead gives each object an 8-byte handle slot that points at it, so it
-//!   can move objects behind the caller's back. We pay for our choice at
-//!   compaction time: moved objects get new handles, so the caller must walk
-//!   its index with all of its locks held and let the pool rewrite the
-//!   handles it moved (a stop-the-world pass, run rarely and off the hot
-//!   path).
+//!   and be freed, and compaction empties the sparsest ones into the free
+//!   slots of the fuller ones.
+//! - **Handles are locations; objects carry their owner's tag.** A
+//!   [`Handle`] packs class, zspage and slot in 48 bits, so reading an
+//!   object is two table lookups and no indirection, and the metadata is a
+//!   32-byte record per zspage plus one bit per slot, nothing per object.
+//!   The kernel instead gives each object an 8-byte handle slot that points
+//!   at it, so it can move objects behind the caller's back. A moved object
+//!   here gets a new handle, which its owner must store; to find the owner
+//!   without walking an index, each object ends with an 8-byte tag the
+//!   caller chose ([`Pool::alloc_write_tagged`]; zswap: swap type and
+//!   offset), as zsmalloc keeps the handle in an object header. The
+//!   trade-off, against a handle table: 8 bytes of pool memory per object
+//!   (0.5% of a 1.5 KiB compressed page, inside the pool's 1.15x) instead
+//!   of 4 to 8 bytes of metadata per object on top of the index's 32 (the
+//!   32-byte bar), and no extra dependent load on every read.
+//! - **Compaction runs by itself.** [`Pool::wants_compaction`] says when the
+//!   zspages compaction could free pass 1/[`COMPACT_SHARE`] of the pool, or
+//!   free slots spread over many classes pass 1/[`SPARE_SHARE`]; the caller
+//!   then runs a bounded [`Pool::compact_step`] with none of its locks held,
+//!   which hands each object to move back by its tag, for the caller to move
+//!   under its own lock ([`Pool::migrate`]). Only one class is locked, one
+//!   move at a time; no caller ever stops the world.
+//! - **Small pools.** A class with few zspages that is out of room places
+//!   an object in a free slot of a slightly larger class rather than open an
+//!   8-page zspage for it ([`FALLBACK_BELOW_ZSPAGES`]), and a cross-class
+//!   step empties a sparse zspage into other classes that fit its objects:
+//!   a pool of a few MiB is not mostly half-empty zspages.
 //!
 //! ## Locking
 //!
@@ -45,9 +61,14 @@
 //! `cargo bench --bench store_load`, "two threads loading".)
 //! [`Pool::total_bytes`] and the per-class object counts are atomics,
 //! written under the exclusive lock and read without it. A separate mutex
-//! serialises [`Pool::compact`] calls; it is taken before any class lock.
-//! No method calls back into the caller with a class lock held except
-//! [`Pool::with_object`], whose closure must not call the pool.
+//! serialises compactions; it is taken before any class lock, and before
+//! any lock the caller takes in a relocation callback (so the caller must
+//! never start a compaction with such a lock held). No method calls back
+//! into the caller with a class lock held except [`Pool::with_object`],
+//! whose closure must not call the pool, and [`Pool::compact`], whose walk
+//! runs with no class lock held too. Writers hold one class lock at a
+//! time (a cross-class move copies the object out first); only
+//! [`Pool::warm`] holds several, shared and taken with `try_read`.
 //!
 //! ## What `total_bytes` counts
 //!
@@ -63,7 +84,7 @@ mod handle;
 mod zspage;
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 
@@ -71,6 +92,7 @@ use class::ClassTable;
 pub use class::{MAX_PAGES_PER_ZSPAGE, MAX_PAGE_SIZE, MIN_PAGE_SIZE};
 pub use handle::{Handle, HANDLE_BITS};
 use zspage::{ClassState, GROUPS};
+pub use zspage::{NO_OWNER, TAG_BYTES};
 
 /// Why an allocation failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,6 +185,48 @@ const _: () = assert!(GROUPS == 11);
 /// Most objects one [`Pool::warm`] call reads ahead.
 pub const WARM_MAX: usize = 8;
 
+/// Compaction runs by itself once the zspages it could free hold more than
+/// 1/32 of the pool's bytes. The bar is 1.15x the compressed bytes; what no
+/// compaction can take back already costs up to about 10% (the 8-byte tag
+/// and rounding to a 16-byte step, about 1% of a 1.5 KiB object; zspage
+/// tails, 2 to 5% for the classes compressed pages land in; each class's
+/// last, partly used zspage), so fragmentation gets the 3% left. Lower
+/// would move objects for savings nobody needs; each step frees at least
+/// one zspage, so the cost per byte freed is the same at any threshold.
+pub const COMPACT_SHARE: u64 = 32;
+
+/// Most objects one [`Pool::compact_step`] moves (more only if the
+/// sparsest zspage alone holds more: a step always empties one). One move
+/// is a lookup by the caller and a slot copy, 0.2 to 0.5 us, so a step
+/// costs the thread that runs it about 10 to 30 us, and holds any one lock
+/// for one move.
+pub const STEP_MOVES: usize = 64;
+
+/// A class with fewer zspages than this places an object in a larger
+/// class's free slot (within [`FALLBACK_SPAN`]) rather than add a zspage.
+/// A new 8-page zspage of 2 KiB objects is 32 KiB, which a 4 MiB pool of
+/// 60-odd busy classes can afford only if the class fills it soon; with 4
+/// zspages or more a new one is at most a fifth of the class and fills
+/// like the others, and the larger classes' rounding is not worth paying.
+/// (On a 4 MiB pool without this, 38 classes held a 5-page zspage each
+/// for one or two objects.)
+pub const FALLBACK_BELOW_ZSPAGES: usize = 4;
+
+/// How far up a fallback placement looks: classes at most 1/8 larger than
+/// the object's own, so an object loses under 12.5% to rounding, and in
+/// practice one or two 16-byte steps (the nearest class with room wins).
+pub const FALLBACK_SPAN: usize = 8;
+
+/// Cross-class compaction starts when free slots pass 1/16 of the pool
+/// (6%): the room left in the 1.15x bar once tails, tags and rounding
+/// (about 5%) and the in-class threshold (3%) are paid.
+pub const SPARE_SHARE: u64 = 16;
+
+/// How often (calls per thread) [`Pool::wants_compaction`] scans the
+/// classes for spread-out free slots: a scan reads 3 atomics of each of
+/// the 119 classes, about 0.2 us, so 3 ns a call.
+pub const SPREAD_CHECK_EVERY: u32 = 64;
+
 /// One size class: its shape, its counters and its lock. Aligned to 128
 /// bytes (two cache lines: adjacent-line prefetch) so that two classes'
 /// locks never share a line.
@@ -180,11 +244,34 @@ struct SizeClass {
     /// Mirror of `state.obj_used`, stored under the lock so that counting
     /// objects takes no lock.
     obj_used: AtomicU64,
+    /// Mirror of `state.live()` (zspages held), for the fallback rule.
+    live: AtomicU32,
+    /// Mirror of `state.freeable()`, for choosing what a compaction step
+    /// works on; `Pool::freeable_bytes` sums them in bytes.
+    freeable: AtomicU32,
+    /// Mirror of `state.has_room()`, so that an allocation looking for a
+    /// neighbour with room locks only one that has some.
+    room: AtomicBool,
     /// True between compaction steps 1 and 3 iff this class isolated
     /// zspages; lets the owners walk skip other classes without locking.
     /// Written only by the thread holding `Pool::compact_lock`.
     compacting: AtomicBool,
     state: RwLock<ClassState>,
+}
+
+impl SizeClass {
+    /// Bytes of free slots, from the atomics (approximate while the class
+    /// changes).
+    fn spare_bytes(&self) -> u64 {
+        let slots = u64::from(self.live.load(Relaxed)) * self.objs_per_zspage as u64;
+        slots.saturating_sub(self.obj_used.load(Relaxed)) * self.size as u64
+    }
+}
+
+thread_local! {
+    /// Calls of [`Pool::wants_compaction`] on this thread, for the spread
+    /// check; per thread so that counting costs no shared cache line.
+    static CALLS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
 /// A zsmalloc-style pool of objects of 1..=page_size bytes. See the module
@@ -209,7 +296,21 @@ pub struct Pool {
     /// Bytes of all zspages held; changed under the class lock that adds or
     /// removes a zspage.
     total_bytes: AtomicU64,
-    /// Serialises compactions (taken before any class lock).
+    /// Bytes of the zspages compaction could free: the sum over classes of
+    /// `freeable * zspage_bytes`, changed under the class lock whose
+    /// figure changed.
+    freeable_bytes: AtomicU64,
+    /// Set by the spread check of [`Pool::wants_compaction`] while free
+    /// slots spread over classes pass the spare share; cleared by the next
+    /// check that finds them under it, or by a cross-class step that could
+    /// free nothing (so that a pool with nowhere to move objects does not
+    /// try on every call).
+    spread: AtomicBool,
+    /// True while a cross-class step runs: only then may [`Pool::migrate`]
+    /// move an object to another class. Written under `compact_lock`.
+    across: AtomicBool,
+    /// Serialises compactions (taken before any class lock, and before any
+    /// lock of the caller's that a relocation callback takes).
     compact_lock: Mutex<()>,
 }
 
@@ -246,6 +347,9 @@ impl Pool {
                     objs_per_zspage: s.objs_per_zspage as usize,
                     owner: s.owner as usize == i,
                     obj_used: AtomicU64::new(0),
+                    live: AtomicU32::new(0),
+                    freeable: AtomicU32::new(0),
+                    room: AtomicBool::new(false),
                     compacting: AtomicBool::new(false),
                     state: RwLock::new(ClassState::new(
                         s.size as usize,
@@ -259,6 +363,9 @@ impl Pool {
             table,
             classes,
             total_bytes: AtomicU64::new(0),
+            freeable_bytes: AtomicU64::new(0),
+            spread: AtomicBool::new(false),
+            across: AtomicBool::new(false),
             compact_lock: Mutex::new(()),
         })
     }
@@ -284,13 +391,16 @@ impl Pool {
         self.table.steps()
     }
 
+    /// The class an object of `len` bytes goes to, with room for its tag
+    /// (unless only the one-slot page class can take it, which keeps none).
     #[inline]
-    fn class_index(&self, size: usize) -> Result<usize, AllocError> {
-        match self.table.class_for(size) {
-            Some(c) => Ok(c),
-            None if size == 0 => Err(AllocError::Empty),
-            None => Err(AllocError::TooLarge {
-                size,
+    fn class_index(&self, len: usize) -> Result<usize, AllocError> {
+        let with_tag = (len + TAG_BYTES).min(self.page_size());
+        match self.table.class_for(with_tag) {
+            Some(c) if len != 0 && len <= self.page_size() => Ok(c),
+            _ if len == 0 => Err(AllocError::Empty),
+            _ => Err(AllocError::TooLarge {
+                size: len,
                 max: self.max_alloc(),
             }),
         }
@@ -309,32 +419,93 @@ impl Pool {
         }
     }
 
-    /// Allocates an object of `size` bytes (its content is whatever the slot
-    /// held). Prefer [`Pool::alloc_write`], which also fills it.
-    pub fn alloc(&self, size: usize) -> Result<Handle, AllocError> {
-        let c = self.class_index(size)?;
-        let sc = &self.classes[c];
-        let mut st = sc.state.write();
-        let (id, obj, created) = st.alloc()?;
-        if created {
-            self.total_bytes.fetch_add(sc.zspage_bytes as u64, Relaxed);
-        }
+    /// Copies the class's figures to its atomics, under its lock.
+    #[inline]
+    fn publish(&self, sc: &SizeClass, st: &ClassState) {
         sc.obj_used.store(st.obj_used(), Relaxed);
-        Ok(Handle::new(c, id, obj))
+        sc.room.store(st.has_room(), Relaxed);
+        sc.live.store(st.live() as u32, Relaxed);
+        // Only the lock holder writes `freeable`: load and store suffice.
+        let (old, new) = (sc.freeable.load(Relaxed), st.freeable() as u32);
+        if new != old {
+            sc.freeable.store(new, Relaxed);
+            let bytes = sc.zspage_bytes as u64;
+            if new > old {
+                self.freeable_bytes
+                    .fetch_add(u64::from(new - old) * bytes, Relaxed);
+            } else {
+                self.freeable_bytes
+                    .fetch_sub(u64::from(old - new) * bytes, Relaxed);
+            }
+        }
+    }
+
+    /// Allocates an object of `size` bytes tagged [`NO_OWNER`] (its content
+    /// is whatever the slot held). Prefer [`Pool::alloc_write_tagged`],
+    /// which also fills it and lets compaction steps move it.
+    pub fn alloc(&self, size: usize) -> Result<Handle, AllocError> {
+        self.place(size, &[], NO_OWNER)
     }
 
     /// Allocates an object of `data.len()` bytes and copies `data` into it,
-    /// under one lock acquisition: the store fast path.
+    /// tagged [`NO_OWNER`]: only [`Pool::compact`] moves it.
     pub fn alloc_write(&self, data: &[u8]) -> Result<Handle, AllocError> {
-        let c = self.class_index(data.len())?;
+        self.place(data.len(), data, NO_OWNER)
+    }
+
+    /// Allocates an object of `data.len()` bytes, copies `data` into it and
+    /// keeps `tag` beside it, under one lock acquisition: the store fast
+    /// path. `tag` is the caller's name for the object (zswap: its swap
+    /// type and offset); a compaction step hands it back with the handle so
+    /// that the caller can find the reference it must update (see
+    /// [`Pool::compact_step`]). [`NO_OWNER`] means "never move it in a step".
+    pub fn alloc_write_tagged(&self, data: &[u8], tag: u64) -> Result<Handle, AllocError> {
+        self.place(data.len(), data, tag)
+    }
+
+    /// The allocation behind the three `alloc` calls: `data` (at most `len`
+    /// bytes) is copied to the start of a new object of `len` bytes.
+    #[inline]
+    fn place(&self, len: usize, data: &[u8], tag: u64) -> Result<Handle, AllocError> {
+        let c = self.class_index(len)?;
         let sc = &self.classes[c];
+        if !sc.room.load(Relaxed) && (sc.live.load(Relaxed) as usize) < FALLBACK_BELOW_ZSPAGES {
+            if let Some(h) = self.place_in_neighbour(c, data, tag) {
+                return Ok(h);
+            }
+        }
         let mut st = sc.state.write();
-        let (id, obj, created) = st.alloc_write(data)?;
+        let (id, obj, created) = st.alloc_write(data, tag)?;
         if created {
             self.total_bytes.fetch_add(sc.zspage_bytes as u64, Relaxed);
         }
-        sc.obj_used.store(st.obj_used(), Relaxed);
+        self.publish(sc, &st);
         Ok(Handle::new(c, id, obj))
+    }
+
+    /// Small-pool placement: class `c` has no free slot and few zspages, so
+    /// a new zspage would stay mostly empty for long. Take a free slot of
+    /// the nearest larger class within [`FALLBACK_SPAN`] instead, if one has
+    /// room. Each neighbour's lock is taken alone, never two at once.
+    #[inline(never)]
+    fn place_in_neighbour(&self, c: usize, data: &[u8], tag: u64) -> Option<Handle> {
+        let limit = self.classes[c].size + self.classes[c].size / FALLBACK_SPAN;
+        for (i, sc) in self.classes.iter().enumerate().skip(c + 1) {
+            if sc.size > limit {
+                break;
+            }
+            // Only a class that keeps a tag may take a tagged object: the
+            // one-slot page class has no room for one.
+            if !sc.owner || !sc.room.load(Relaxed) || sc.objs_per_zspage == 1 {
+                continue;
+            }
+            let mut st = sc.state.write();
+            if let Some((id, obj)) = st.alloc_write_if_room(data, tag) {
+                self.publish(sc, &st);
+                return Some(Handle::new(i, id, obj));
+            }
+        }
+        None
     }
 
     /// Frees the object. Its zspage is freed too if it was the last object
@@ -348,10 +519,10 @@ impl Pool {
         let sc = self.class_of(handle);
         let mut st = sc.state.write();
         let freed = st.free(handle.zspage(), handle.obj());
-        sc.obj_used.store(st.obj_used(), Relaxed);
         if freed.is_some() {
             self.total_bytes.fetch_sub(sc.zspage_bytes as u64, Relaxed);
         }
+        self.publish(sc, &st);
         drop(st);
         // The zspage's memory goes back to the heap after the lock is
         // released.
@@ -539,14 +710,80 @@ impl Pool {
             return 0;
         }
         let finish = FinishCompaction { pool: self };
-        owners(&mut |h: &mut Handle| self.migrate(h));
+        owners(&mut |h: &mut Handle| self.migrate_in_place(h));
         let pages = finish.pool.finish_compaction();
         std::mem::forget(finish);
         pages
     }
 
+    /// Moves the object at `handle` if a compaction has set its zspage
+    /// aside, and returns where it is now (`handle` itself if it was left
+    /// alone: elsewhere, or no room). Called by the relocation callback of
+    /// [`Pool::compact_step`] and [`Pool::compact_by_tags`], with the
+    /// caller's own reference to the object locked so that nothing else uses
+    /// the old handle meanwhile; the caller then stores the new one.
+    ///
+    /// # Panics
+    /// If `handle` names an isolated zspage's slot that is not allocated.
+    ///
+    /// `len` is the object's length as allocated: in a cross-class step, if
+    /// its class has no room left, the object may go to a free slot of
+    /// another class that fits it, its own or one at most
+    /// 1/[`FALLBACK_SPAN`] larger (so moves never let an object drift up
+    /// the classes).
+    pub fn migrate(&self, handle: Handle, len: usize) -> Handle {
+        let mut h = handle;
+        self.migrate_in_place(&mut h);
+        if h == handle && self.across.load(Relaxed) {
+            if let Some(moved) = self.migrate_across(handle, len) {
+                return moved;
+            }
+        }
+        h
+    }
+
+    /// A move to another class: the object is copied out under its class
+    /// lock, written into a free slot of a class that fits `len`, and only
+    /// then freed from its isolated zspage, one class lock at a time (the
+    /// caller's lock keeps everyone else off the object meanwhile).
+    fn migrate_across(&self, h: Handle, len: usize) -> Option<Handle> {
+        let c = h.class();
+        let sc = self.classes.get(c)?;
+        if !sc.compacting.load(Relaxed) {
+            return None;
+        }
+        let own = self.class_index(len).ok()?;
+        let (bytes, tag) = {
+            let st = sc.state.read();
+            if !st.is_isolated_object(h.zspage(), h.obj()) || len > st.capacity() {
+                return None;
+            }
+            st.copy_out(h.zspage()?, h.obj(), len)
+        };
+        let limit = self.classes[own].size + self.classes[own].size / FALLBACK_SPAN;
+        for (i, dst) in self.classes.iter().enumerate().skip(own) {
+            if dst.size > limit {
+                break;
+            }
+            if i == c || !dst.owner || !dst.room.load(Relaxed) || dst.objs_per_zspage == 1 {
+                continue;
+            }
+            let mut st = dst.state.write();
+            let Some((id, obj)) = st.alloc_write_if_room(&bytes, tag) else {
+                continue;
+            };
+            self.publish(dst, &st);
+            drop(st);
+            let mut src = sc.state.write();
+            src.free_isolated(h.zspage()?, h.obj());
+            self.publish(sc, &src);
+            return Some(Handle::new(i, id, obj));
+        }
+        None
+    }
+
     /// Compaction step 2 for one handle the caller presents.
-    fn migrate(&self, h: &mut Handle) {
+    fn migrate_in_place(&self, h: &mut Handle) {
         let c = h.class();
         let Some(sc) = self.classes.get(c) else {
             return;
@@ -558,6 +795,7 @@ impl Pool {
         if let Some((id, obj)) = st.migrate(h.zspage(), h.obj()) {
             *h = Handle::new(c, id, obj);
         }
+        self.publish(sc, &st);
     }
 
     /// Compaction step 3: frees emptied zspages and relists the rest.
@@ -570,8 +808,163 @@ impl Pool {
             sc.compacting.store(false, Relaxed);
             self.total_bytes
                 .fetch_sub((freed * sc.zspage_bytes) as u64, Relaxed);
+            self.publish(sc, &st);
             pages += freed * sc.pages_per_zspage;
         }
+        pages
+    }
+
+    /// Whether the pool has passed the fragmentation threshold: compaction
+    /// could free more than 1/[`COMPACT_SHARE`] of its bytes. Two relaxed
+    /// loads; a caller checks this after its frees, with none of its locks
+    /// held, and runs [`Pool::compact_step`] when it is true.
+    ///
+    /// Every [`SPREAD_CHECK_EVERY`] calls on a thread it also sums the free
+    /// slots of all classes (a scan of their atomics): when they pass
+    /// 1/[`SPARE_SHARE`] of the pool with nothing freeable inside any one
+    /// class, the waste is one partly used zspage in each of many classes
+    /// (a small or shrinking pool), and steps then empty the sparsest of
+    /// them into other classes that fit its objects.
+    #[inline]
+    pub fn wants_compaction(&self) -> bool {
+        let freeable = self.freeable_bytes.load(Relaxed);
+        if freeable > 0 && freeable * COMPACT_SHARE > self.total_bytes() {
+            return true;
+        }
+        let due = CALLS.with(|n| {
+            let v = n.get().wrapping_add(1);
+            n.set(v);
+            v % SPREAD_CHECK_EVERY == 0
+        });
+        if due {
+            let spread = self.spread_out();
+            if spread != self.spread.load(Relaxed) {
+                self.spread.store(spread, Relaxed);
+            }
+        }
+        self.spread.load(Relaxed)
+    }
+
+    /// Whether free slots spread over the classes exceed the spare share.
+    #[inline(never)]
+    fn spread_out(&self) -> bool {
+        let spare: u64 = self.classes.iter().map(SizeClass::spare_bytes).sum();
+        spare * SPARE_SHARE > self.total_bytes()
+    }
+
+    /// The class whose free slots take the most bytes, for a cross-class
+    /// step.
+    fn sparsest_class(&self) -> Option<(usize, &SizeClass)> {
+        self.classes
+            .iter()
+            .enumerate()
+            .filter(|(_, sc)| sc.owner && sc.objs_per_zspage > 1)
+            .max_by_key(|(_, sc)| sc.spare_bytes())
+            .filter(|(_, sc)| sc.spare_bytes() > 0)
+    }
+
+    /// Bytes of the zspages compaction could free now.
+    pub fn freeable_bytes(&self) -> u64 {
+        self.freeable_bytes.load(Relaxed)
+    }
+
+    /// One bounded compaction step, the one that runs by itself: in the
+    /// class with the most freeable bytes, sets aside zspages from its
+    /// sparsest fullness groups holding at most [`STEP_MOVES`] objects (at
+    /// least one zspage), hands each of their objects to `relocate(tag,
+    /// handle)`, then frees the zspages that emptied. Returns the pages
+    /// freed; 0 at once if another compaction is running (this never waits
+    /// for one) or nothing is freeable.
+    ///
+    /// `relocate` is called with no pool lock held. It must lock whatever
+    /// guards the caller's reference to the object named `tag`, check that
+    /// the reference still holds `handle` (the object may have been freed
+    /// meanwhile: its slot is then not reused until the step ends, since an
+    /// isolated zspage takes no allocation), call [`Pool::migrate`] and
+    /// store the handle it returns. It may skip an object (a lock that is
+    /// busy, a tag it does not know): the object stays, and so does its
+    /// zspage. Objects tagged [`NO_OWNER`] are not presented.
+    ///
+    /// Only the class worked on is locked, and only briefly: to isolate, to
+    /// move each object (one slot copy), and to finish. Other classes never
+    /// wait on a step.
+    pub fn compact_step(&self, relocate: &mut dyn FnMut(u64, Handle)) -> usize {
+        let Some(_serial) = self.compact_lock.try_lock() else {
+            return 0;
+        };
+        let best = self
+            .classes
+            .iter()
+            .enumerate()
+            .filter(|(_, sc)| sc.owner)
+            .max_by_key(|(_, sc)| u64::from(sc.freeable.load(Relaxed)) * sc.zspage_bytes as u64);
+        // In-class work while the in-class threshold is passed; otherwise
+        // what is left is spread over classes.
+        let freeable = self.freeable_bytes.load(Relaxed);
+        let within = best.filter(|(_, sc)| {
+            sc.freeable.load(Relaxed) > 0 && freeable * COMPACT_SHARE > self.total_bytes()
+        });
+        let Some((c, sc)) = within.or_else(|| self.sparsest_class()) else {
+            return 0;
+        };
+        let mut objects = Vec::new();
+        {
+            let mut st = sc.state.write();
+            let isolated = if within.is_some() {
+                st.isolate_some(STEP_MOVES) > 0
+            } else {
+                st.isolate_sparsest()
+            };
+            if !isolated {
+                return 0;
+            }
+            sc.compacting.store(true, Relaxed);
+            st.isolated_objects(|tag, id, obj| objects.push((tag, Handle::new(c, id, obj))));
+        }
+        self.across.store(within.is_none(), Relaxed);
+        let pages = self.relocate_all(&objects, relocate);
+        self.across.store(false, Relaxed);
+        if pages == 0 && within.is_none() {
+            self.spread.store(false, Relaxed);
+        }
+        pages
+    }
+
+    /// A whole compaction through the tags, for callers that tag their
+    /// objects: as [`Pool::compact`], every class's freeable zspages are set
+    /// aside at once, but their objects are presented to `relocate` as
+    /// [`Pool::compact_step`] does, so the caller never walks its index
+    /// and never stops the world. Waits for a running compaction. Returns
+    /// the pages freed.
+    pub fn compact_by_tags(&self, relocate: &mut dyn FnMut(u64, Handle)) -> usize {
+        let _serial = self.compact_lock.lock();
+        let mut objects = Vec::new();
+        for (c, sc) in self.classes.iter().enumerate().filter(|(_, c)| c.owner) {
+            let mut st = sc.state.write();
+            if st.isolate_sparse() > 0 {
+                sc.compacting.store(true, Relaxed);
+                st.isolated_objects(|tag, id, obj| objects.push((tag, Handle::new(c, id, obj))));
+            }
+        }
+        if objects.is_empty() && !self.classes.iter().any(|c| c.compacting.load(Relaxed)) {
+            return 0;
+        }
+        self.relocate_all(&objects, relocate)
+    }
+
+    /// Steps 2 and 3 of a tagged compaction; the caller holds
+    /// `compact_lock` and has isolated what `objects` lists.
+    fn relocate_all(
+        &self,
+        objects: &[(u64, Handle)],
+        relocate: &mut dyn FnMut(u64, Handle),
+    ) -> usize {
+        let finish = FinishCompaction { pool: self };
+        for &(tag, h) in objects.iter().filter(|(tag, _)| *tag != NO_OWNER) {
+            relocate(tag, h);
+        }
+        let pages = finish.pool.finish_compaction();
+        std::mem::forget(finish);
         pages
     }
 }

@@ -204,17 +204,17 @@ fn write_and_alloc_are_separate_steps_too() {
     let mut out = [0u8; 5];
     p.read(h, &mut out);
     assert_eq!(&out, b"hello");
-    // The whole class slot (112 bytes) is writable.
-    p.write(h, &[7u8; 112]);
+    // The whole class slot (112 bytes) but its 8-byte tag is writable.
+    p.write(h, &[7u8; 104]);
     p.free(h);
 }
 
 #[test]
-#[should_panic(expected = "write of 113 bytes into a 112-byte object")]
+#[should_panic(expected = "write of 105 bytes into a 104-byte object")]
 fn write_past_the_slot_panics() {
     let p = pool();
     let h = p.alloc(100).unwrap();
-    p.write(h, &[0u8; 113]);
+    p.write(h, &[0u8; 105]);
 }
 
 #[test]

@@ -75,11 +75,26 @@ pub struct ZsPage {
 
 const _: () = assert!(std::mem::size_of::<Option<ZsPage>>() == 32);
 
+/// Bytes at the end of each slot that hold the owner's tag (see
+/// [`super::Pool::alloc_write_tagged`]): the caller's name for the object,
+/// which lets compaction ask the owner to follow a move without walking
+/// its index. zsmalloc likewise keeps the handle in an object header.
+pub const TAG_BYTES: usize = 8;
+
+/// The tag of an object allocated without one: compaction steps never move
+/// it (only [`super::Pool::compact`], whose caller presents every handle).
+pub const NO_OWNER: u64 = u64::MAX;
+
 /// What a class's lock protects: its zspages and their grouping.
 #[derive(Debug)]
 pub struct ClassState {
     /// Slot size in bytes (copied from the class spec for the hot path).
     size: usize,
+    /// Where in a slot its tag starts, `size - TAG_BYTES`, or `None` for a
+    /// class of one slot per zspage: such a zspage is full or freed, so
+    /// compaction never has a reason to move its object, and its object
+    /// may fill the whole slot (a page that did not compress).
+    tag_at: Option<usize>,
     /// Slots per zspage.
     objs: u16,
     /// Bytes per zspage: `pages_per_zspage * page_size`.
@@ -146,6 +161,7 @@ impl ClassState {
             empty_bits[words - 1] = !0 << tail;
         }
         ClassState {
+            tag_at: (objs > 1).then(|| size - TAG_BYTES),
             bits: Vec::new(),
             words,
             empty_bits,
@@ -167,6 +183,25 @@ impl ClassState {
     #[inline]
     pub fn obj_used(&self) -> u64 {
         self.obj_used
+    }
+
+    /// Zspages held, listed or isolated.
+    #[inline]
+    pub fn live(&self) -> usize {
+        self.live
+    }
+
+    /// Whether some listed zspage has a free slot (an allocation needs no
+    /// new zspage).
+    #[inline]
+    pub fn has_room(&self) -> bool {
+        self.partial_mask != 0
+    }
+
+    /// Bytes of a slot the caller may use: all of it but the tag.
+    #[inline]
+    pub fn capacity(&self) -> usize {
+        self.tag_at.unwrap_or(self.size)
     }
 
     #[inline]
@@ -350,10 +385,11 @@ impl ClassState {
         obj
     }
 
-    /// Allocates a slot: in the fullest zspage with room, else in a new
-    /// zspage. Returns `(zspage id, slot, whether a zspage was created)`.
+    /// Allocates a slot tagged `tag`: in the fullest zspage with room, else
+    /// in a new zspage. Returns `(zspage id, slot, whether a zspage was
+    /// created)`.
     #[inline]
-    pub fn alloc(&mut self) -> Result<(u32, u16, bool), AllocError> {
+    pub fn alloc(&mut self, tag: u64) -> Result<(u32, u16, bool), AllocError> {
         let (id, created) = match self.fullest_with_room() {
             Some(id) => (id, false),
             None => {
@@ -363,7 +399,40 @@ impl ClassState {
                 (id, true)
             }
         };
-        Ok((id, self.take_slot(id), created))
+        let obj = self.take_slot(id);
+        self.set_tag(id, obj, tag);
+        Ok((id, obj, created))
+    }
+
+    #[inline]
+    fn set_tag(&mut self, id: u32, obj: u16, tag: u64) {
+        if let Some(at) = self.tag_at {
+            let slot = self.slot_of(id, obj);
+            slot[at..at + TAG_BYTES].copy_from_slice(&tag.to_ne_bytes());
+        }
+    }
+
+    /// The tag of slot `obj` of zspage `id` (`NO_OWNER` in an untagged
+    /// class).
+    fn tag_of(&self, id: u32, obj: u16) -> u64 {
+        let Some(at) = self.tag_at else {
+            return NO_OWNER;
+        };
+        let start = obj as usize * self.size + at;
+        let bytes = &self.page(id).mem[start..start + TAG_BYTES];
+        u64::from_ne_bytes(bytes.try_into().expect("8 bytes"))
+    }
+
+    /// As `alloc_write`, but only into a listed zspage with room: `None`
+    /// instead of adding a zspage.
+    #[inline]
+    pub fn alloc_write_if_room(&mut self, data: &[u8], tag: u64) -> Option<(u32, u16)> {
+        if !self.has_room() {
+            return None;
+        }
+        let (id, obj, created) = self.alloc_write(data, tag).ok()?;
+        debug_assert!(!created);
+        Some((id, obj))
     }
 
     /// Checks that `(id, obj)` names an allocated slot and returns the
@@ -434,13 +503,14 @@ impl ClassState {
         }
     }
 
-    /// The whole slot `obj` of zspage `id`, checked as for `free`.
+    /// The caller's part of slot `obj` of zspage `id` (all but the tag),
+    /// checked as for `free`.
     #[inline]
     #[track_caller]
     pub fn slot(&self, id: Option<u32>, obj: u16, what: &str) -> &[u8] {
         let (_, zs) = self.checked(id, obj, what);
         let at = obj as usize * self.size;
-        &zs.mem[at..at + self.size]
+        &zs.mem[at..at + self.capacity()]
     }
 
     /// The first byte of slot `obj` of zspage `id`, allocated or not, or
@@ -452,12 +522,14 @@ impl ClassState {
         (obj < self.objs).then(|| zs.mem[obj as usize * self.size])
     }
 
-    /// The whole slot `obj` of zspage `id`, mutable, checked as for `free`.
+    /// The caller's part of slot `obj` of zspage `id`, mutable, checked as
+    /// for `free`.
     #[inline]
     #[track_caller]
     pub fn slot_mut(&mut self, id: Option<u32>, obj: u16, what: &str) -> &mut [u8] {
         let (id, _) = self.checked(id, obj, what);
-        self.slot_of(id, obj)
+        let cap = self.capacity();
+        &mut self.slot_of(id, obj)[..cap]
     }
 
     /// The whole slot `obj` of zspage `id`, unchecked beyond bounds.
@@ -468,11 +540,12 @@ impl ClassState {
         &mut self.page_mut(id).mem[at..at + size]
     }
 
-    /// Allocates a slot as `alloc` does and copies `data` (at most the slot
-    /// size) to its start.
+    /// Allocates a slot as `alloc` does and copies `data` (at most the
+    /// capacity) to its start.
     #[inline]
-    pub fn alloc_write(&mut self, data: &[u8]) -> Result<(u32, u16, bool), AllocError> {
-        let (id, obj, created) = self.alloc()?;
+    pub fn alloc_write(&mut self, data: &[u8], tag: u64) -> Result<(u32, u16, bool), AllocError> {
+        debug_assert!(data.len() <= self.capacity());
+        let (id, obj, created) = self.alloc(tag)?;
         self.slot_of(id, obj)[..data.len()].copy_from_slice(data);
         Ok((id, obj, created))
     }
@@ -515,6 +588,53 @@ impl ClassState {
         k
     }
 
+    /// An incremental compaction's step 1: sets aside zspages from the
+    /// sparsest fullness groups (the lowest group first, any zspage of a
+    /// group: within 10% of the sparsest, found without a sort), at most
+    /// `freeable()` of them, and stops once their objects reach `moves` (at
+    /// least one zspage is taken). Returns how many were isolated.
+    pub fn isolate_some(&mut self, moves: usize) -> usize {
+        debug_assert!(self.isolated.is_empty(), "compactions overlap");
+        let k = self.freeable();
+        let mut taken = 0;
+        let mut objects = 0;
+        while self.isolated.len() < k {
+            let mask = self.partial_mask;
+            if mask == 0 {
+                break;
+            }
+            let id = self.heads[mask.trailing_zeros() as usize];
+            let inuse = self.page(id).inuse as usize;
+            if taken > 0 && objects + inuse > moves {
+                break;
+            }
+            self.unlink(id);
+            self.page_mut(id).group = ISOLATED;
+            self.isolated.push(id);
+            taken += 1;
+            objects += inuse;
+        }
+        taken
+    }
+
+    /// Calls `f(tag, zspage id, slot)` for every object in the isolated
+    /// zspages.
+    pub fn isolated_objects(&self, mut f: impl FnMut(u64, u32, u16)) {
+        for &id in &self.isolated {
+            let words = self.bitmap(id);
+            for (w, &word) in words.iter().enumerate() {
+                let mut bits = word;
+                while bits != 0 {
+                    let obj = (w * 64) as u16 + bits.trailing_zeros() as u16;
+                    bits &= bits - 1;
+                    if obj < self.objs {
+                        f(self.tag_of(id, obj), id, obj);
+                    }
+                }
+            }
+        }
+    }
+
     /// Compaction, step 2: if `(id, obj)` is an allocated object in an
     /// isolated zspage, moves it to the fullest listed zspage with room and
     /// returns its new place. Leaves it alone (returns `None`) if it is
@@ -540,6 +660,47 @@ impl ClassState {
         let freed = self.release_slot(src_id, obj);
         debug_assert!(freed.is_none(), "isolated zspages are freed in step 3");
         Some((dst_id, dst_obj))
+    }
+
+    /// Whether `(id, obj)` is an allocated object in an isolated zspage.
+    pub fn is_isolated_object(&self, id: Option<u32>, obj: u16) -> bool {
+        let Some(id) = id else { return false };
+        matches!(self.zspages.get(id as usize), Some(Some(zs)) if zs.group == ISOLATED)
+            && obj < self.objs
+            && self.is_allocated(id, obj)
+    }
+
+    /// The first `len` bytes and the tag of the object at `(id, obj)`, which
+    /// `is_isolated_object` has vouched for.
+    pub fn copy_out(&self, id: u32, obj: u16, len: usize) -> (Vec<u8>, u64) {
+        let at = obj as usize * self.size;
+        (
+            self.page(id).mem[at..at + len].to_vec(),
+            self.tag_of(id, obj),
+        )
+    }
+
+    /// Frees slot `obj` of isolated zspage `id` after its object was moved
+    /// to another class.
+    pub fn free_isolated(&mut self, id: u32, obj: u16) {
+        debug_assert_eq!(self.page(id).group, ISOLATED);
+        let freed = self.release_slot(id, obj);
+        debug_assert!(freed.is_none(), "isolated zspages are freed in step 3");
+    }
+
+    /// A cross-class step's step 1: sets aside one zspage of the sparsest
+    /// fullness group. Returns whether the class had a partly used one.
+    pub fn isolate_sparsest(&mut self) -> bool {
+        debug_assert!(self.isolated.is_empty(), "compactions overlap");
+        let mask = self.partial_mask;
+        if mask == 0 {
+            return false;
+        }
+        let id = self.heads[mask.trailing_zeros() as usize];
+        self.unlink(id);
+        self.page_mut(id).group = ISOLATED;
+        self.isolated.push(id);
+        true
     }
 
     /// Compaction, step 3: frees the isolated zspages that were emptied and
@@ -624,13 +785,13 @@ mod tests {
     fn bitmap_never_hands_out_slots_past_the_last() {
         // 15 slots: one word whose top 49 bits are set from the start.
         let mut st = ClassState::new(2176, 15, 8 * 4096);
-        let got: Vec<u16> = (0..15).map(|_| st.alloc().unwrap().1).collect();
+        let got: Vec<u16> = (0..15).map(|_| st.alloc(NO_OWNER).unwrap().1).collect();
         assert_eq!(got, (0..15).collect::<Vec<u16>>());
         assert_eq!(st.live, 1);
-        let (id, obj, created) = st.alloc().unwrap();
+        let (id, obj, created) = st.alloc(NO_OWNER).unwrap();
         assert_eq!((id, obj, created), (1, 0, true));
         // Freeing a middle slot makes it the next one handed out.
         assert!(st.free(Some(0), 7).is_none());
-        assert_eq!(st.alloc().unwrap(), (0, 7, false));
+        assert_eq!(st.alloc(NO_OWNER).unwrap(), (0, 7, false));
     }
 }
