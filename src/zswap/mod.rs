@@ -15,8 +15,10 @@
 //!
 //! 0. `Zswap::shrink_lock` and `Zswap::swapon_lock` — held while areas
 //!    are locked one after another, never taken with an area lock held.
-//! 1. `Area::inner` — one mutex per swap type; several are taken only by
-//!    [`Zswap::compact`], always in ascending swap type.
+//! 1. `Area::inner` — one mutex per swap type; a thread holds one at a
+//!    time. Pool compaction (manual or the step that runs by itself) takes
+//!    the pool's compaction mutex first, then an area lock per object it
+//!    moves (`Zswap::relocate`); it is never taken with an area lock held.
 //! 2. the pool's per-size-class read-write locks (inside [`Pool`]), taken
 //!    while an area lock is held, never the other way round. One thread
 //!    holds several at once only in a batch's read-ahead ([`Pool::warm`]),
@@ -35,9 +37,9 @@
 //!
 //! Every pool object is allocated, written and freed with its owning
 //! area's lock held, and read either under it or under its class lock taken
-//! while the area lock was held: that is what lets compaction, which holds
-//! all area locks and then each class lock, move objects and rewrite the
-//! handles in the index safely. A load that decompresses under a class lock
+//! while the area lock was held: that is what lets compaction move an
+//! object and rewrite its handle in the index safely, holding its owner's
+//! area lock (found by the tag the object carries) and then its class lock. A load that decompresses under a class lock
 //! takes no other lock until it lets go.
 //!
 //! Anything learned before taking the area lock (the area is on, the offset
@@ -109,6 +111,12 @@ fn unpack(value: u64) -> (Handle, usize) {
         Handle::from_bits(value & HANDLE_MASK),
         (value >> HANDLE_BITS) as usize + 1,
     )
+}
+
+/// The tag a pool object carries: the entry that owns it, so that pool
+/// compaction can hand it back with the object (see `Zswap::relocate`).
+fn owner_tag(swap_type: u32, offset: u32) -> u64 {
+    u64::from(swap_type) << 32 | u64::from(offset)
 }
 
 /// Everything a cache is configured with. Every policy can also be changed
@@ -856,8 +864,16 @@ impl Zswap {
         self.store_at(at, offset, page)
     }
 
-    /// `store` of a checked page at a checked offset of the area `at`.
+    /// `store` of a checked page at a checked offset of the area `at`, then
+    /// a compaction step if the pool wants one (no lock is held here).
     fn store_at(&self, at: AreaRef<'_>, offset: u64, page: &[u8]) -> Result<StoreOutcome> {
+        let outcome = self.store_checked(at, offset, page);
+        self.compact_if_fragmented();
+        outcome
+    }
+
+    /// `store_at` before its compaction step.
+    fn store_checked(&self, at: AreaRef<'_>, offset: u64, page: &[u8]) -> Result<StoreOutcome> {
         let comp = match self.store_prepare(at, offset as u32, page)? {
             Prepared::Done(outcome) => return Ok(outcome),
             Prepared::Compress(comp) => comp,
@@ -945,7 +961,10 @@ impl Zswap {
             }
         };
         let mut inner = self.lock_slot(at, u64::from(off))?;
-        let Ok(handle) = self.pool.alloc_write(&buf[..len]) else {
+        let Ok(handle) = self
+            .pool
+            .alloc_write_tagged(&buf[..len], owner_tag(at.swap_type, off))
+        else {
             self.stats.inc(Counter::RejectAllocFail);
             return Ok(Err(Reject::AllocFail));
         };
@@ -1130,7 +1149,10 @@ impl Zswap {
         if inner.index.get(off).is_some() || on_disk {
             return;
         }
-        if let Ok(handle) = self.pool.alloc_write(bytes) {
+        if let Ok(handle) = self
+            .pool
+            .alloc_write_tagged(bytes, owner_tag(at.swap_type, off))
+        {
             if inner.put(off, pack(handle, bytes.len()), tag, true).is_ok() {
                 self.stats.add(Counter::StoredPages, 1);
                 self.stats.add(Counter::ComprDataSize, bytes.len() as u64);
@@ -1394,6 +1416,13 @@ impl Zswap {
     /// Drop the page at `(swap_type, offset)`, in the pool or in the file
     /// (whose blocks are given back); returns whether one was there.
     pub fn invalidate(&self, swap_type: u32, offset: u64) -> Result<bool> {
+        let found = self.invalidate_page(swap_type, offset);
+        self.compact_if_fragmented();
+        found
+    }
+
+    /// `invalidate`, before the compaction step it may run.
+    fn invalidate_page(&self, swap_type: u32, offset: u64) -> Result<bool> {
         let at = self.check_slot(swap_type, offset)?;
         let off = offset as u32;
         let mut inner = self.lock_slot(at, offset)?;
@@ -1415,25 +1444,52 @@ impl Zswap {
     // --- pool -----------------------------------------------------------------
 
     /// Move objects out of sparse zspages and free them; returns pages freed.
-    /// Stops the world: every area lock is held while the pool walks the
-    /// indexes (see [`Pool::compact`] for why handles are locations).
+    /// Each moved object's entry is found by the tag it carries and updated
+    /// under its area lock alone (`Zswap::relocate`), so nothing stops:
+    /// other offsets and classes go on meanwhile. Compaction also runs by
+    /// itself (`Zswap::compact_if_fragmented`); this is for callers that
+    /// want every freeable zspage back now.
     pub fn compact(&self) -> Result<usize> {
         self.check_open()?;
-        let mut guards: Vec<_> = self.areas.iter().map(|a| a.inner.lock()).collect();
-        let freed = self
+        Ok(self
             .pool
-            .compact(&mut |relocate: &mut dyn FnMut(&mut Handle)| {
-                for inner in guards.iter_mut() {
-                    inner.index.for_each_value_mut(|_key, value, tag| {
-                        if tag != TAG_SAME_FILLED {
-                            let (mut handle, len) = unpack(*value);
-                            relocate(&mut handle);
-                            *value = pack(handle, len);
-                        }
-                    });
-                }
-            });
-        Ok(freed)
+            .compact_by_tags(&mut |tag, handle| self.relocate(tag, handle)))
+    }
+
+    /// A compaction step when the pool has passed its fragmentation
+    /// threshold ([`Pool::wants_compaction`]): called at the end of
+    /// `store` and `invalidate` (which free objects), with no lock held. Costs one atomic load
+    /// when there is nothing to do; a step when another runs is skipped.
+    #[inline]
+    fn compact_if_fragmented(&self) {
+        if self.pool.wants_compaction() {
+            self.pool
+                .compact_step(&mut |tag, handle| self.relocate(tag, handle));
+        }
+    }
+
+    /// Compaction's callback: the object `handle`, tagged `tag`, sits in a
+    /// zspage being emptied. If the entry at the tag's offset still holds
+    /// that handle, move the object and store where it went, all under the
+    /// area lock (lock order: area, then class). Anything else (the entry
+    /// is gone or was replaced, the area is off) leaves the object alone.
+    fn relocate(&self, tag: u64, handle: Handle) {
+        let (swap_type, offset) = ((tag >> 32) as usize, tag as u32);
+        let Some(area) = self.areas.get(swap_type) else {
+            return;
+        };
+        let mut inner = area.inner.lock();
+        let Some(entry) = inner.index.get(offset) else {
+            return;
+        };
+        let (current, len) = unpack(entry.value);
+        if entry.tag == TAG_SAME_FILLED || current != handle {
+            return;
+        }
+        let moved = self.pool.migrate(handle, len);
+        if moved != handle {
+            inner.index.set_value(entry.id, pack(moved, len), entry.tag);
+        }
     }
 
     /// Per-size-class figures of the pool (zsmalloc's debugfs `classes`).
