@@ -330,6 +330,7 @@ fn main() {
             path: None,
             spin: Some(Duration::from_micros(spin_us)),
             pinned_handlers: Some(pinned),
+            direct_io: false,
         };
         let r = Region::with_options(z, n * PAGE, budget * PAGE, &opts).expect("region");
         let ph = run_phases(r.as_ptr(), n, &src, &order);
@@ -342,6 +343,30 @@ fn main() {
             0 => format!("region, spin {spin_us} us"),
             n => format!("region, {n} pinned, spin {spin_us} us"),
         };
+        row(&name, &ph, &extra);
+    }
+    // A pool of an eighth of the data, so that most evictions go to the
+    // swap file: buffered (the default) against O_DIRECT.
+    for direct_io in [false, true] {
+        let z = Arc::new(
+            Zswap::new(Config {
+                max_pool_bytes: Some((n * PAGE / 8) as u64),
+                ..Config::default()
+            })
+            .unwrap(),
+        );
+        let opts = RegionOptions {
+            direct_io,
+            ..RegionOptions::default()
+        };
+        let r = Region::with_options(z, n * PAGE, budget * PAGE, &opts).expect("region");
+        let ph = run_phases(r.as_ptr(), n, &src, &order);
+        let zs = r.zswap().stats();
+        let extra = format!("pswpin {} pswpout {}", zs.pswpin, zs.pswpout);
+        let name = format!(
+            "region, pool 1/8, {}",
+            if direct_io { "O_DIRECT" } else { "buffered" }
+        );
         row(&name, &ph, &extra);
     }
 }
