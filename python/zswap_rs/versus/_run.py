@@ -464,9 +464,10 @@ def run_side(ctx: _Context, level: float, side: str) -> SideResult:
         k: after.get(k, 0) - before.get(k, 0)
         for k in ("pswpin", "pswpout", "zswpin", "zswpout", "zswpwb")
     }
-    # A cgroup that counts its own swap events (memory.stat) is more exact
-    # than the machine's counters; v1 has none, and falls back to vmstat.
-    for k in ("pswpin", "pswpout"):
+    # A cgroup that counts its own swap events (v2's memory.stat, from the
+    # group's creation, which was this side's start) is more exact than the
+    # machine's counters; v1 has none, and falls back to vmstat.
+    for k in result.kernel:
         if k in stat:
             result.kernel[k] = stat[k]
     result.swap_left_kib = ctx.swap.used_kib()
