@@ -100,7 +100,10 @@ pub struct StatsSnapshot {
     /// Pages refused because the pool (or the index) could not allocate.
     pub reject_alloc_fail: u64,
     /// Pages refused because the pool was full and nothing could be written
-    /// back to make room (no backing file, or writeback failed).
+    /// back to make room (no backing file, or writeback failed), plus, as
+    /// the kernel's `shrink_memcg_cb` counts them, entries that writeback
+    /// tried and could not write (their slot failed): each such entry stays
+    /// in the pool and is tried again after the others, counted each time.
     pub reject_reclaim_fail: u64,
     /// Stores to an offset that already held an entry; the old one is dropped.
     pub duplicate_entry: u64,

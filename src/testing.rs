@@ -62,6 +62,11 @@ impl Gate {
         self.state.lock().armed = Some((step, false));
     }
 
+    /// Make the next call of `step` panic.
+    pub fn panic_at(&self, step: Step) {
+        self.state.lock().armed = Some((step, true));
+    }
+
     /// Wait until a call is held.
     pub fn wait_held(&self) {
         let mut s = self.state.lock();
@@ -117,5 +122,83 @@ impl crate::compress::Compressor for Gate {
     ) -> Result<(), crate::compress::DecompressError> {
         self.checkpoint(Step::Decompress);
         self.lz4.decompress(src, dst)
+    }
+}
+
+/// A backing store in memory whose writes fail at chosen slots (`EFBIG`,
+/// as past a file size limit), for the tests of what the cache does when
+/// a store fails part of the way.
+#[derive(Debug)]
+pub struct MemStore {
+    pages: parking_lot::Mutex<std::collections::HashMap<u64, Vec<u8>>>,
+    failing: parking_lot::Mutex<std::collections::HashSet<u64>>,
+    slots: u64,
+}
+
+impl MemStore {
+    /// A store of `slots` 4 KiB slots, every write succeeding.
+    pub fn new(slots: u64) -> std::sync::Arc<MemStore> {
+        std::sync::Arc::new(MemStore {
+            pages: Default::default(),
+            failing: Default::default(),
+            slots,
+        })
+    }
+
+    /// Make writes to `slot` fail (`true`) or succeed again.
+    pub fn fail_at(&self, slot: u64, fail: bool) {
+        let mut f = self.failing.lock();
+        if fail {
+            f.insert(slot);
+        } else {
+            f.remove(&slot);
+        }
+    }
+}
+
+impl crate::backing::BackingStore for MemStore {
+    fn slots(&self) -> u64 {
+        self.slots
+    }
+    fn page_size(&self) -> usize {
+        4096
+    }
+    fn area_id(&self) -> u64 {
+        0x5eed
+    }
+    fn describe(&self) -> String {
+        "memory".into()
+    }
+    fn write(&self, slot: u64, page: &[u8]) -> std::io::Result<u32> {
+        if self.failing.lock().contains(&slot) {
+            // A partial write: the slot's old bytes are gone.
+            self.pages.lock().insert(slot, vec![0xee; page.len()]);
+            return Err(std::io::Error::from_raw_os_error(libc::EFBIG));
+        }
+        self.pages.lock().insert(slot, page.to_vec());
+        Ok(crate::backing::page_check(self.area_id(), slot, page))
+    }
+    fn read(&self, slot: u64, check: u32, out: &mut [u8]) -> std::io::Result<()> {
+        let pages = self.pages.lock();
+        match pages.get(&slot) {
+            Some(p) if crate::backing::page_check(self.area_id(), slot, p) == check => {
+                out.copy_from_slice(p);
+                Ok(())
+            }
+            _ => {
+                out.fill(0);
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "check failed",
+                ))
+            }
+        }
+    }
+    fn discard(&self, slots: &[u64]) -> std::io::Result<()> {
+        let mut pages = self.pages.lock();
+        for s in slots {
+            pages.remove(s);
+        }
+        Ok(())
     }
 }

@@ -402,24 +402,30 @@ impl Index {
     /// The entry that has gone longest without being stored or touched
     /// (markers skipped).
     pub fn lru_oldest(&self) -> Option<EntryRef> {
-        let mut id = self.lru.oldest();
-        while let Some(i) = id {
-            if !self.is_marker(i) {
-                return Some(self.entry(i));
-            }
-            id = self.lru.newer(&self.nodes, i);
-        }
-        None
+        self.lru_oldest_where(None, |_| true)
     }
 
-    /// The entry one step newer than `id` on the LRU (markers skipped).
-    pub fn lru_newer(&self, id: EntryId) -> Option<EntryRef> {
-        let mut next = self.lru.newer(&self.nodes, id);
-        while let Some(i) = next {
-            if !self.is_marker(i) {
-                return Some(self.entry(i));
+    /// The oldest entry on the LRU that `wanted` accepts, walking from the
+    /// oldest end past markers; with `until`, a marker, the walk stops
+    /// there (only entries older than it count). Writeback's choice of a
+    /// victim: the oldest entry not under I/O.
+    pub fn lru_oldest_where(
+        &self,
+        until: Option<EntryId>,
+        mut wanted: impl FnMut(&EntryRef) -> bool,
+    ) -> Option<EntryRef> {
+        let mut id = self.lru.oldest();
+        while let Some(i) = id {
+            if Some(i) == until {
+                return None;
             }
-            next = self.lru.newer(&self.nodes, i);
+            if !self.is_marker(i) {
+                let e = self.entry(i);
+                if wanted(&e) {
+                    return Some(e);
+                }
+            }
+            id = self.lru.newer(&self.nodes, i);
         }
         None
     }

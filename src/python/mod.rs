@@ -711,16 +711,7 @@ impl Zswap {
     #[setter]
     fn set_shrinker_age(&self, py: Python<'_>, seconds: f64) -> PyResult<()> {
         self.check_fork(py)?;
-        // Not positive, NaN, infinite, or past what a `Duration` holds.
-        let age = Some(seconds)
-            .filter(|s| *s > 0.0)
-            .and_then(|s| Duration::try_from_secs_f64(s).ok())
-            .ok_or_else(|| {
-                config_error(
-                    py,
-                    format!("shrinker_age must be a positive number of seconds, got {seconds:?}"),
-                )
-            })?;
+        let age = crate::shrinker_age_from_secs(seconds).map_err(|e| to_py(py, e))?;
         *self.shrinker_age.lock() = age;
         if self.core.shrinker_age().is_some() {
             run(py, || self.core.start_shrinker(age))?;

@@ -4,12 +4,13 @@
 //! is full, on demand, or in the background once they have sat unused long
 //! enough.
 //!
-//! Every piece of file I/O here follows one protocol (see the lock notes in
-//! `mod.rs`): under the area lock, wait until the slot is not claimed, claim
-//! it, note what is needed, drop the lock; do the I/O; retake the lock,
-//! release the claim, and record the outcome only if the index still says
-//! what it said before: a newer page put at the offset (`superseded`) or an
-//! entry that is gone means the I/O lost its race and its result is dropped.
+//! Every piece of store I/O here runs under a [`Claim`](super::area::Claim)
+//! on its slot (see `area.rs`): under the area lock, wait until the slot is
+//! not claimed, claim it, note what is needed, do the I/O with the lock
+//! dropped; finish the claim under the lock again, and record the outcome
+//! only if the index still says what it said before: a slot *overtaken* (a
+//! newer page put at the offset) or an entry that is gone means the I/O
+//! lost its race and its result is dropped.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
@@ -19,8 +20,7 @@ use std::time::{Duration, Instant};
 use parking_lot::MutexGuard;
 
 use super::{
-    unpack, Area, AreaInner, AreaRef, AreaState, Counter, Error, ErrorKind, Result, StoreOutcome,
-    Zswap, TAG_SAME_FILLED,
+    Area, AreaInner, AreaRef, AreaState, Counter, Error, ErrorKind, Result, StoreOutcome, Zswap,
 };
 use crate::backing::BackingStore;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -48,23 +48,21 @@ fn wait_unclaimed(
     inner: &mut MutexGuard<'_, AreaInner>,
     offset: u32,
 ) -> Result<()> {
-    while inner.is_busy(offset) {
-        at.area.io_done.wait(inner);
-    }
+    at.area.wait_unclaimed(inner, offset);
     if !inner.is_instance(at) {
         return Err(z.gone(at, inner));
     }
     Ok(())
 }
 
-fn is_enospc(e: &Error) -> bool {
+pub(super) fn is_enospc(e: &Error) -> bool {
     e.raw_os_error() == Some(libc::ENOSPC)
 }
 
 /// The cache's error for a store's: a page that failed its check is
 /// [`ErrorKind::Corrupt`] (the store's contract says `InvalidData`), any
 /// other a store fault.
-fn io_error(
+pub(super) fn io_error(
     swap_type: u32,
     offset: u32,
     what: &str,
@@ -79,6 +77,25 @@ fn io_error(
         return Error::new(ErrorKind::Corrupt, format!("{at} failed its check"));
     }
     Error::io(ErrorKind::Backing, format!("cannot {what} {at}"), e)
+}
+
+/// The longest shrinker age: about 31 years. Any longer means "never" and
+/// is better said by not starting the shrinker.
+pub const MAX_SHRINKER_AGE_SECS: f64 = 1e9;
+
+/// A shrinker age from seconds, as a user gives it: a finite number above
+/// zero (of at least a nanosecond) and at most [`MAX_SHRINKER_AGE_SECS`];
+/// anything else is an [`ErrorKind::Config`] error, never a panic.
+pub fn shrinker_age_from_secs(seconds: f64) -> Result<Duration> {
+    if seconds.is_finite() && seconds > 0.0 && seconds <= MAX_SHRINKER_AGE_SECS {
+        let age = Duration::from_secs_f64(seconds);
+        if !age.is_zero() {
+            return Ok(age);
+        }
+    }
+    Err(Error::config(format!(
+        "shrinker_age must be a positive number of seconds up to {MAX_SHRINKER_AGE_SECS}, got {seconds}"
+    )))
 }
 
 impl Zswap {
@@ -99,7 +116,7 @@ impl Zswap {
 
     /// Give back the blocks of every freed slot of the area now; returns
     /// whether there were any.
-    fn flush_freed(&self, at: AreaRef<'_>) -> bool {
+    pub(super) fn flush_freed(&self, at: AreaRef<'_>) -> bool {
         let inner = at.area.inner.lock();
         if !inner.is_instance(at) || inner.backing.as_ref().is_none_or(|b| b.freed.is_empty()) {
             return false;
@@ -118,24 +135,21 @@ impl Zswap {
                 format!("swap type {swap_type} has no file"),
             ));
         };
-        inner.claim(offset);
-        drop(inner);
-        let written = file.write(u64::from(offset), page);
-        let mut inner = at.area.inner.lock();
-        let superseded = inner.release_claim(offset);
-        at.area.io_done.notify_all();
+        let mut claim = at.area.claim(&mut inner, offset);
+        let written = claim.unlocked(|| file.write(u64::from(offset), page));
+        let overtaken = claim.finish();
         let crc = written.map_err(|e| io_error(swap_type, offset, "write", &*file, e))?;
         if !inner.is_instance(at) {
             return Err(self.gone(at, &inner));
         }
         self.stats.inc(Counter::Pswpout);
-        if !superseded {
+        if !overtaken {
             // The page this store replaces, in the pool or in the file.
             let old = inner.index.remove(offset);
             let slots = &mut inner.backing.as_mut().expect("area on with a file").slots;
             let on_disk = slots.get(offset).is_some();
             slots.set(offset, crc);
-            self.superseded(old, on_disk);
+            self.drop_replaced(old, on_disk);
         }
         Ok(StoreOutcome::Swapped)
     }
@@ -156,13 +170,10 @@ impl Zswap {
             .map(|b| b.store.clone())
             .expect("a slot on disk implies a file");
         let swap_type = at.swap_type;
-        inner.claim(offset);
-        drop(inner);
+        let mut claim = at.area.claim(&mut inner, offset);
         // The store verifies the check and leaves `out` zeroed if it fails.
-        let read = file.read(u64::from(offset), crc, out);
-        let mut inner = at.area.inner.lock();
-        inner.release_claim(offset);
-        at.area.io_done.notify_all();
+        let read = claim.unlocked(|| file.read(u64::from(offset), crc, out));
+        claim.finish();
         drop(inner);
         read.map_err(|e| io_error(swap_type, offset, "read", &*file, e))?;
         self.stats.inc(Counter::Pswpin);
@@ -183,189 +194,12 @@ impl Zswap {
         let slots = &b.slots;
         freed.retain(|&s| slots.get(s).is_none());
         freed.retain(|&s| !inner.is_busy(s));
-        for &s in &freed {
-            inner.claim(s);
-        }
-        drop(inner);
+        let slots: Vec<u64> = freed.iter().map(|&s| u64::from(s)).collect();
+        let mut claim = area.claim_many(&mut inner, freed);
         // A hole that cannot be punched only costs disk space; the slots are
         // already forgotten, so the pages are gone either way.
-        let _ = file.discard(&freed.iter().map(|&s| u64::from(s)).collect::<Vec<_>>());
-        let mut inner = area.inner.lock();
-        for &s in &freed {
-            inner.release_claim(s);
-        }
-        area.io_done.notify_all();
-    }
-
-    // --- writeback ------------------------------------------------------------
-
-    /// The pool is full: write back its oldest entries until it is at the
-    /// accept threshold again. Returns whether there is room now; `Ok(false)`
-    /// if it is still above the threshold and nothing more could be written
-    /// back (no area has a file, or none of its entries can go): the pool
-    /// stays full, even below the limit, until it shrinks to the threshold,
-    /// as the kernel's `zswap_pool_reached_full` does. One thread does this
-    /// at a time; the others wait and then find the room made.
-    pub(super) fn make_room(&self) -> Result<bool> {
-        let _one = self.shrink_lock.lock();
-        let limit = self.max_pool_bytes_limit();
-        let accept = limit / 100 * u64::from(self.accept_threshold_percent.load(Relaxed));
-        let mut compacted = false;
-        loop {
-            let total = self.pool.total_bytes();
-            if total <= accept {
-                return Ok(true);
-            }
-            // Writing back frees objects, but pages only come back when a
-            // whole zspage empties: once the live objects would fit, compact
-            // instead of writing back more.
-            if !compacted && self.pool.object_bytes() <= accept {
-                self.compact()?;
-                compacted = true;
-                continue;
-            }
-            if !self.writeback_any(None)? {
-                return Ok(false);
-            }
-        }
-    }
-
-    /// Write back up to `max_pages` of the oldest entries now, across the
-    /// areas that have files; returns how many were written.
-    pub fn writeback(&self, max_pages: usize) -> Result<usize> {
-        self.check_open()?;
-        let mut written = 0;
-        while written < max_pages && self.writeback_any(None)? {
-            written += 1;
-        }
-        Ok(written)
-    }
-
-    /// Write back one entry from some area with a file, starting from the
-    /// next area in turn. `older_than`: only entries older than that area's
-    /// marker (used by the shrinker; `None`: any entry).
-    fn writeback_any(&self, older_than: Option<&dyn Fn(u32) -> Option<u32>>) -> Result<bool> {
-        let n = self.areas.len();
-        let start = self.next_writeback.fetch_add(1, Relaxed) % n;
-        for i in 0..n {
-            let t = ((start + i) % n) as u32;
-            let limit = match older_than {
-                Some(f) => match f(t) {
-                    Some(marker) => Some(marker),
-                    None => continue,
-                },
-                None => None,
-            };
-            if self.writeback_one(t, limit)? {
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-
-    /// Write back the oldest entry of area `t` that is not under I/O (and,
-    /// with `before`, older than that LRU marker). Returns whether one was.
-    fn writeback_one(&self, swap_type: u32, before: Option<u32>) -> Result<bool> {
-        let area = &self.areas[swap_type as usize];
-        let mut inner = area.inner.lock();
-        if inner.state != AreaState::On {
-            return Ok(false);
-        }
-        let at = AreaRef {
-            swap_type,
-            area,
-            generation: inner.generation,
-        };
-        let Some(file) = inner.backing.as_ref().map(|b| b.store.clone()) else {
-            return Ok(false);
-        };
-        // The oldest entry that no other thread is doing I/O on.
-        let mut slot = inner.index.lru_oldest_slot();
-        let entry = loop {
-            let Some(id) = slot else { return Ok(false) };
-            if Some(id) == before {
-                return Ok(false);
-            }
-            if !inner.index.is_marker(id) {
-                let e = inner.index.entry_at(id);
-                if !inner.is_busy(e.key) && e.tag != TAG_SAME_FILLED {
-                    break e;
-                }
-            }
-            slot = inner.index.lru_newer_slot(id);
-        };
-        let offset = entry.key;
-        let (handle, len) = unpack(entry.value);
-        inner.claim(offset);
-        let page_size = self.page_size;
-        let outcome = super::with_scratch(len + page_size, |buf| {
-            let (compressed, page) = buf.split_at_mut(len);
-            self.pool.read(handle, compressed);
-            drop(inner);
-            if let Err(e) = self.decompress(entry.tag, compressed, page) {
-                return Err(Error::new(
-                    ErrorKind::Corrupt,
-                    format!("writeback of swap type {swap_type}, offset {offset}: {e}"),
-                ));
-            }
-            file.write(u64::from(offset), page)
-                .map_err(|e| io_error(swap_type, offset, "write back to", &*file, e))
-        });
-        let mut inner = area.inner.lock();
-        let crc = match outcome {
-            Ok(crc) => crc,
-            Err(e) => {
-                inner.release_claim(offset);
-                area.io_done.notify_all();
-                if e.kind() == ErrorKind::Corrupt {
-                    // Leave the entry (a load will report it) but move it out
-                    // of writeback's way, and report no progress so that a
-                    // pool of nothing but corrupt entries cannot spin.
-                    self.stats.inc(Counter::DecompressFail);
-                    if let Some(cur) = inner.index.get(offset) {
-                        inner.index.touch(cur.id);
-                    }
-                    return Ok(false);
-                }
-                // Freed slots not yet given back may be what fills the
-                // disk: give them back and let the caller try again.
-                drop(inner);
-                if is_enospc(&e) && self.flush_freed(at) {
-                    return Ok(true);
-                }
-                return Err(e);
-            }
-        };
-        // The entry is still the one written back only if no newer page was
-        // put at the offset and it was not dropped (invalidate, exclusive
-        // load) meanwhile.
-        let superseded = inner.is_superseded(offset);
-        let current = inner.index.get(offset);
-        if superseded || current.is_none() || !inner.is_instance(at) {
-            // What was written is stale: give its blocks back while the slot
-            // is still claimed, so no newer write can land before the punch.
-            drop(inner);
-            let _ = file.discard(&[u64::from(offset)]);
-            let mut inner = area.inner.lock();
-            inner.release_claim(offset);
-            area.io_done.notify_all();
-            return Ok(true);
-        }
-        inner.release_claim(offset);
-        let current = current.expect("checked above");
-        inner.index.remove_at(current.id);
-        self.release(current);
-        inner
-            .backing
-            .as_mut()
-            .expect("area on with a file")
-            .slots
-            .set(offset, crc);
-        area.io_done.notify_all();
-        self.stats.inc(Counter::WrittenBackPages);
-        self.stats.inc(Counter::Zswpwb);
-        self.stats.inc(Counter::Pswpout);
-        Ok(true)
+        let _ = claim.unlocked(|| file.discard(&slots));
+        claim.finish();
     }
 
     // --- background shrinker ----------------------------------------------------
@@ -393,9 +227,9 @@ impl Zswap {
                         break;
                     }
                     let Some(z) = weak.upgrade() else { break };
-                    // An I/O error here has no caller to go to; the pages
-                    // stay in the pool and the next tick tries again.
-                    let _ = z.shrink_aged(age);
+                    // An entry that cannot be written stays in the pool,
+                    // counted, and the next tick tries again.
+                    z.shrink_aged(age);
                 }
             })
             .map_err(|e| Error::io(ErrorKind::Config, "cannot start the shrinker thread", e))?;
@@ -430,7 +264,7 @@ impl Zswap {
 
     /// One shrinker tick: mark the LRU of every area with a file, and write
     /// back everything older than the newest marker that is `age` old.
-    pub(super) fn shrink_aged(&self, age: Duration) -> Result<usize> {
+    pub(super) fn shrink_aged(&self, age: Duration) -> usize {
         let now = Instant::now();
         for area in self.areas.iter() {
             let mut inner = area.inner.lock();
@@ -451,11 +285,7 @@ impl Zswap {
             let &(at, id) = inner.markers.front()?;
             (now.duration_since(at) >= age).then_some(id)
         };
-        let mut written = 0;
-        while self.writeback_any(Some(&boundary))? {
-            written += 1;
-        }
-        Ok(written)
+        self.writeback_until(usize::MAX, Some(&boundary))
     }
 }
 

@@ -26,14 +26,16 @@
 //! 3. `Zswap::compressor` (a read-write lock), taken alone, never while
 //!    holding 1 or 2.
 //!
-//! No lock is held across file I/O. A slot under I/O is *claimed* instead:
-//! its offset is on the area's `busy` list, other I/O on that slot waits
-//! (`Area::io_done`), and any change to the index at that offset while it is
-//! claimed marks the claim *stale*, so that the I/O's result is dropped
-//! rather than resurrecting an old page. That is the whole answer to the
-//! writeback races (load, store or invalidate of an offset while its entry is
-//! being written back): whoever changes the index last wins, and a slot is
-//! never written by two threads at once.
+//! No lock is held across store I/O. A slot under I/O is *claimed* instead
+//! (a [`Claim`](area::Claim), from `Area::claim`): its offset is on the
+//! area's `busy` list, other I/O on that slot waits (`Area::io_done`), and
+//! any new page put at that offset while it is claimed marks the claim
+//! *overtaken*, so that the I/O's result is dropped rather than
+//! resurrecting an old page. That is the whole answer to the writeback
+//! races (load, store or invalidate of an offset while its entry is being
+//! written back): whoever changes the index last wins, and a slot is never
+//! written by two threads at once. A claim is released even when its I/O
+//! panics (see `area.rs`).
 //!
 //! Every pool object is allocated, written and freed with its owning
 //! area's lock held, and read either under it or under its class lock taken
@@ -51,24 +53,26 @@
 //! it compresses or does I/O, and a number being swapped off is not given
 //! out again until its I/O in flight is done.
 
+mod area;
 mod backed;
+mod writeback;
 
-pub use backed::BackingInfo;
+pub use backed::{shrinker_age_from_secs, BackingInfo, MAX_SHRINKER_AGE_SECS};
+
+use area::{Area, AreaInner, AreaRef, AreaState, Backing, DISCARD_BATCH};
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
 
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Mutex, RwLock};
 
-use crate::backing::{BackingStore, FileOptions, SlotTable, SwapFile};
+use crate::backing::{FileOptions, SlotTable, SwapFile};
 
 use crate::compress::{self, CompressError, Compressor, CompressorId};
 use crate::error::{Error, ErrorKind, Result};
-use crate::index::{EntryRef, Index, LOCKSTEP};
+use crate::index::{EntryRef, LOCKSTEP};
 use crate::pool::{ClassStats, Handle, Pool};
 use crate::stats::{Counter, Stats, StatsSnapshot};
 
@@ -205,173 +209,6 @@ pub enum LoadSource {
     SameFilled,
     /// Read from the backing file (`pswpin`).
     Backing,
-}
-
-/// The state of one swap type. Invariant: `pages` and `generation` (the
-/// atomics) equal `inner.pages` and `inner.generation` whenever `inner` is
-/// unlocked; `pages` is 0 while the area is off.
-struct Area {
-    /// Slots of the area, 0 while off; read without the lock to reject bad
-    /// arguments before compressing, and checked again under it.
-    pages: AtomicU64,
-    /// The instance of the area a call starts on, read without the lock
-    /// beside `pages` (see [`AreaRef`]).
-    generation: AtomicU64,
-    inner: Mutex<AreaInner>,
-    /// Signalled whenever a slot claim is released.
-    io_done: Condvar,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum AreaState {
-    /// Never turned on.
-    Unused,
-    On,
-    /// `swapoff` has begun and waits for the I/O in flight: no new call gets
-    /// in, and `swapon` may not reuse the number until it is `SwappedOff`,
-    /// or the waiting `swapoff` would empty the next area.
-    Stopping,
-    /// Turned off by `swapoff`; using it again is an error that says so,
-    /// until `swapon` reuses the number.
-    SwappedOff,
-}
-
-/// An area as a call found it: its number and the instance it was then.
-///
-/// A call that drops the area lock (to compress, to do file I/O, to wait
-/// for a claimed slot) may come back to a different area under the same
-/// number: `swapoff` and `swapon` can run meanwhile, and `swapon` gives the
-/// lowest free number. So every retaking of the lock checks the
-/// generation, which `swapon` and `swapoff` bump, and a call whose area was
-/// swapped off meanwhile fails as swapped off: its work never lands in the
-/// next area of that number.
-#[derive(Clone, Copy)]
-struct AreaRef<'a> {
-    swap_type: u32,
-    area: &'a Area,
-    generation: u64,
-}
-
-/// Invariants: an offset is in the index or valid in `backing.slots`, never
-/// both; every claimed offset is on `busy` exactly once.
-struct AreaInner {
-    state: AreaState,
-    /// Bumped by every `swapon` and `swapoff` of this number: which instance
-    /// of the area this is ([`AreaRef`]).
-    generation: u64,
-    pages: u64,
-    index: Index,
-    backing: Option<Backing>,
-    /// Offsets with file I/O in flight (claimed), rarely more than a few.
-    busy: Vec<Claim>,
-    /// LRU markers of the background shrinker, oldest first, with the time
-    /// each was pushed.
-    markers: VecDeque<(Instant, u32)>,
-}
-
-/// The store behind an area and what each of its slots holds.
-struct Backing {
-    store: Arc<dyn BackingStore>,
-    slots: SlotTable,
-    /// Slots freed since their blocks were last given back.
-    freed: Vec<u32>,
-}
-
-/// Freed slots are given back to the filesystem in batches of this many:
-/// a hole punch costs about as much as a page write (100-400 us measured on
-/// ext4), so doing it per invalidate would spend on freeing what zswap saves
-/// on writing. The kernel likewise discards freed swap in batches.
-const DISCARD_BATCH: usize = 64;
-
-/// A slot under I/O. `superseded`: a newer page was put at this offset
-/// since the claim, so a write's outcome must not be recorded.
-#[derive(Clone, Copy, Debug)]
-struct Claim {
-    offset: u32,
-    superseded: bool,
-}
-
-impl Area {
-    fn new() -> Self {
-        Area {
-            pages: AtomicU64::new(0),
-            generation: AtomicU64::new(0),
-            inner: Mutex::new(AreaInner {
-                state: AreaState::Unused,
-                generation: 0,
-                pages: 0,
-                index: Index::new(),
-                backing: None,
-                busy: Vec::new(),
-                markers: VecDeque::new(),
-            }),
-            io_done: Condvar::new(),
-        }
-    }
-}
-
-impl AreaInner {
-    /// Whether this is still the instance `at` was found on, and on.
-    fn is_instance(&self, at: AreaRef<'_>) -> bool {
-        self.state == AreaState::On && self.generation == at.generation
-    }
-
-    /// Start a new instance (`swapon`) or end one (`swapoff`).
-    fn bump_generation(&mut self, area: &Area) {
-        self.generation += 1;
-        area.generation.store(self.generation, Relaxed);
-    }
-
-    /// A newer page was put at `offset`: a write in flight there is stale.
-    fn mark_superseded(&mut self, offset: u32) {
-        for c in self.busy.iter_mut().filter(|c| c.offset == offset) {
-            c.superseded = true;
-        }
-    }
-
-    fn is_busy(&self, offset: u32) -> bool {
-        self.busy.iter().any(|c| c.offset == offset)
-    }
-
-    /// Claim `offset`, which must not be busy, for I/O.
-    fn claim(&mut self, offset: u32) {
-        debug_assert!(!self.is_busy(offset));
-        self.busy.push(Claim {
-            offset,
-            superseded: false,
-        });
-    }
-
-    /// Whether a newer page was put at the claimed `offset` since the claim.
-    fn is_superseded(&self, offset: u32) -> bool {
-        self.busy.iter().any(|c| c.offset == offset && c.superseded)
-    }
-
-    /// Release the claim on `offset`; returns whether a newer page was put
-    /// there meanwhile. The caller notifies `Area::io_done`.
-    fn release_claim(&mut self, offset: u32) -> bool {
-        let at = self
-            .busy
-            .iter()
-            .position(|c| c.offset == offset)
-            .expect("released a slot that was not claimed");
-        self.busy.swap_remove(at).superseded
-    }
-
-    /// Put an entry at `offset`, superseding what was there. Returns the
-    /// replaced entry and whether the file held a page there.
-    fn put(
-        &mut self,
-        offset: u32,
-        value: u64,
-        tag: u8,
-        on_lru: bool,
-    ) -> Result<(Option<EntryRef>, bool), crate::index::IndexFull> {
-        let old = self.index.insert_with(offset, value, tag, on_lru)?;
-        self.mark_superseded(offset);
-        let on_disk = self.backing.as_mut().is_some_and(|b| b.slots.clear(offset));
-        Ok((old, on_disk))
-    }
 }
 
 /// What a store has left to do once the cheap cases are ruled out.
@@ -806,7 +643,7 @@ impl Zswap {
         inner.bump_generation(area);
         inner.pages = 0;
         area.pages.store(0, Relaxed);
-        while !inner.busy.is_empty() {
+        while inner.has_claims() {
             area.io_done.wait(inner);
         }
         let AreaInner { index, .. } = &mut **inner;
@@ -907,7 +744,7 @@ impl Zswap {
                 if let Ok((old, on_disk)) = inner.put(off, word, TAG_SAME_FILLED, false) {
                     self.stats.add(Counter::StoredPages, 1);
                     self.stats.add(Counter::SameFilledPages, 1);
-                    self.superseded(old, on_disk);
+                    self.drop_replaced(old, on_disk);
                     self.stats.inc(Counter::Zswpout);
                     return Ok(Prepared::Done(StoreOutcome::SameFilled));
                 }
@@ -972,7 +809,7 @@ impl Zswap {
             Ok((old, on_disk)) => {
                 self.stats.add(Counter::StoredPages, 1);
                 self.stats.add(Counter::ComprDataSize, len as u64);
-                self.superseded(old, on_disk);
+                self.drop_replaced(old, on_disk);
                 self.stats.inc(Counter::Zswpout);
                 Ok(Ok(()))
             }
@@ -986,7 +823,7 @@ impl Zswap {
 
     /// A store replaced `old` (already out of the index) and/or a page in
     /// the file: count it, free it.
-    fn superseded(&self, old: Option<EntryRef>, on_disk: bool) {
+    fn drop_replaced(&self, old: Option<EntryRef>, on_disk: bool) {
         if old.is_some() || on_disk {
             self.stats.inc(Counter::DuplicateEntry);
         }
@@ -1010,7 +847,7 @@ impl Zswap {
             return self.swap_out(at, offset, page);
         }
         let old = inner.index.remove(offset);
-        self.superseded(old, false);
+        self.drop_replaced(old, false);
         Ok(StoreOutcome::Rejected(why))
     }
 
