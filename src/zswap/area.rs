@@ -179,8 +179,23 @@ impl AreaInner {
     ) -> Result<(Option<EntryRef>, bool), IndexFull> {
         let old = self.index.insert_with(offset, value, tag, on_lru)?;
         self.mark_overtaken(offset);
-        let on_disk = self.backing.as_mut().is_some_and(|b| b.slots.clear(offset));
+        let mut on_disk = false;
+        if let Some(b) = self.backing.as_mut() {
+            // The page on disk is stale now: its blocks go back with the
+            // next discard.
+            on_disk = b.slots.clear(offset);
+            if on_disk {
+                b.freed.push(offset);
+            }
+        }
         Ok((old, on_disk))
+    }
+
+    /// Whether enough slots were freed to give their blocks back now.
+    pub(super) fn discard_due(&self) -> bool {
+        self.backing
+            .as_ref()
+            .is_some_and(|b| b.freed.len() >= DISCARD_BATCH)
     }
 }
 

@@ -135,10 +135,39 @@ impl Zswap {
                 format!("swap type {swap_type} has no file"),
             ));
         };
+        // With slot = offset, a page already on disk here is overwritten in
+        // place, and a write that fails part-way would leave neither page.
+        // So the old one is read first (a read more on every swap-out over
+        // a swapped page, the slow path already), and a failed write puts
+        // it into the pool instead, compressed outside the lock.
+        let old_check = inner.backing.as_ref().and_then(|b| b.slots.get(offset));
         let mut claim = at.area.claim(&mut inner, offset);
-        let written = claim.unlocked(|| file.write(u64::from(offset), page));
+        let (written, restore) = claim.unlocked(|| {
+            let old = old_check.and_then(|check| {
+                let mut old = vec![0u8; page.len()];
+                file.read(u64::from(offset), check, &mut old)
+                    .ok()
+                    .map(|()| old)
+            });
+            let written = file.write(u64::from(offset), page);
+            let restore = match (&written, old) {
+                (Err(_), Some(old)) => Some(self.compress_for_pool(&old)),
+                _ => None,
+            };
+            (written, restore)
+        });
         let overtaken = claim.finish();
-        let crc = written.map_err(|e| io_error(swap_type, offset, "write", &*file, e))?;
+        let crc = match written {
+            Ok(crc) => crc,
+            Err(e) => {
+                if let Some((tag, bytes)) = restore.filter(|_| !overtaken) {
+                    if inner.is_instance(at) && inner.index.get(offset).is_none() {
+                        self.keep_in_pool(&mut inner, offset, tag, &bytes);
+                    }
+                }
+                return Err(io_error(swap_type, offset, "write", &*file, e));
+            }
+        };
         if !inner.is_instance(at) {
             return Err(self.gone(at, &inner));
         }
@@ -152,6 +181,39 @@ impl Zswap {
             self.drop_replaced(old, on_disk);
         }
         Ok(StoreOutcome::Swapped)
+    }
+
+    /// `page` made ready for the pool: compressed, with the compressor's
+    /// id as its tag, or as it is ([`TAG_RAW`](super::TAG_RAW)) if it does
+    /// not compress. Takes the compressor lock: never call it with an area
+    /// lock held.
+    fn compress_for_pool(&self, page: &[u8]) -> (u8, Vec<u8>) {
+        let comp = self.compressor.read().clone();
+        let mut buf = vec![0u8; 2 * self.page_size];
+        match comp.compress(page, &mut buf) {
+            Ok(len) if len < self.page_size => {
+                buf.truncate(len);
+                (comp.id() as u8, buf)
+            }
+            _ => (super::TAG_RAW, page.to_vec()),
+        }
+    }
+
+    /// Put compressed `bytes` (of compressor `tag`) at `offset` as a pool
+    /// entry, over the pool's limit if need be: the page it keeps would be
+    /// lost otherwise. Its slot on disk, if any, is forgotten and freed.
+    fn keep_in_pool(&self, inner: &mut AreaInner, offset: u32, tag: u8, bytes: &[u8]) {
+        let Ok(handle) = self.pool.alloc_write(bytes) else {
+            return;
+        };
+        match inner.put(offset, super::pack(handle, bytes.len()), tag, true) {
+            Ok((old, _)) => {
+                debug_assert!(old.is_none());
+                self.stats.add(Counter::StoredPages, 1);
+                self.stats.add(Counter::ComprDataSize, bytes.len() as u64);
+            }
+            Err(_) => self.pool.free(handle),
+        }
     }
 
     /// Read slot `offset`, expected to hold a page of checksum `crc`, into

@@ -244,3 +244,62 @@ fn shrinker_ages_out_of_range_are_config_errors() {
         std::time::Duration::from_millis(500)
     );
 }
+
+#[test]
+fn a_swap_out_that_fails_over_a_swapped_page_keeps_that_page() {
+    // The case: P0 swapped to slot 10, then a swap-out of P1 to
+    // the same slot fails part-way (the store leaves garbage there, as a
+    // write past RLIMIT_FSIZE does): the store fails, and P0 stays
+    // readable. Incompressible and compressible pages alike.
+    let noise = |seed| crate::testing::noise(seed, 4096);
+    for p0 in [noise(1), page(7)] {
+        let z = Zswap::new(Config::default()).unwrap();
+        let store = crate::testing::MemStore::new(64);
+        let t = swapon_store(&z, store.clone(), 64);
+        z.set_enabled(false);
+        assert_eq!(z.store(t, 10, &p0).unwrap(), StoreOutcome::Swapped);
+        store.fail_at(10, true);
+        let err = z.store(t, 10, &noise(2)).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EFBIG), "{err}");
+        assert!(err.to_string().contains("slot 10"), "{err}");
+        assert_eq!(z.load(t, 10).unwrap(), p0);
+        // It is an entry of the pool now, and the slot is free.
+        assert_eq!(z.stats().stored_pages, 1);
+        assert_eq!(z.backing_info(t).unwrap().unwrap().used_slots, 0);
+        store.fail_at(10, false);
+        assert_eq!(z.store(t, 10, &noise(3)).unwrap(), StoreOutcome::Swapped);
+        assert_eq!(z.load(t, 10).unwrap(), noise(3));
+        assert_eq!(z.stats().stored_pages, 0);
+        z.check_invariants().unwrap();
+    }
+}
+
+#[test]
+fn pool_pages_over_swapped_ones_give_the_blocks_back() {
+    // 1,000 swapped pages overwritten by pool pages, then invalidated:
+    // nothing may stay allocated in the file.
+    use std::os::unix::fs::MetadataExt;
+    let dir = TempDir::new("blocks");
+    let z = Zswap::new(Config::default()).unwrap();
+    let path = dir.file("swap");
+    let t = z.swapon_file(&path, 1000, &FileOptions::default()).unwrap();
+    z.set_enabled(false);
+    for o in 0..1000u64 {
+        let p = crate::testing::noise(o, 4096);
+        assert_eq!(z.store(t, o, &p).unwrap(), StoreOutcome::Swapped);
+    }
+    let full = std::fs::metadata(&path).unwrap().blocks() * 512;
+    assert!(full >= 1000 * 4096, "{full}");
+    z.set_enabled(true);
+    for o in 0..1000u64 {
+        assert_eq!(z.store(t, o, &page(o as u8)).unwrap(), StoreOutcome::Stored);
+    }
+    for o in 0..1000u64 {
+        assert!(z.invalidate(t, o).unwrap());
+    }
+    assert_eq!(z.backing_info(t).unwrap().unwrap().used_slots, 0);
+    // At most one batch of freed slots waits to be given back.
+    let left = std::fs::metadata(&path).unwrap().blocks() * 512;
+    let batch = (area::DISCARD_BATCH * 4096) as u64;
+    assert!(left <= batch + 64 * 1024, "{left} bytes still allocated");
+}

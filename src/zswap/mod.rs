@@ -59,7 +59,7 @@ mod writeback;
 
 pub use backed::{shrinker_age_from_secs, BackingInfo, MAX_SHRINKER_AGE_SECS};
 
-use area::{Area, AreaInner, AreaRef, AreaState, Backing, DISCARD_BATCH};
+use area::{Area, AreaInner, AreaRef, AreaState, Backing};
 
 use std::cell::RefCell;
 use std::path::Path;
@@ -97,6 +97,12 @@ const _: () = assert!(LOCKSTEP <= crate::pool::WARM_MAX);
 
 /// The index tag of a same-filled entry (compressor ids use 0..=5).
 const TAG_SAME_FILLED: u8 = 7;
+
+/// The index tag of a page kept in the pool as it is, uncompressed: only a
+/// page that must stay readable and does not compress (one a failed
+/// swap-out would otherwise have destroyed) is kept so.
+const TAG_RAW: u8 = 6;
+const _: () = assert!(CompressorId::ALL.len() <= TAG_RAW as usize);
 
 /// Pool handles use the low 48 bits of an entry's value; the compressed
 /// length minus one takes the high 16 (a compressed page is at most
@@ -746,6 +752,9 @@ impl Zswap {
                     self.stats.add(Counter::SameFilledPages, 1);
                     self.drop_replaced(old, on_disk);
                     self.stats.inc(Counter::Zswpout);
+                    if inner.discard_due() {
+                        self.discard(at.area, inner);
+                    }
                     return Ok(Prepared::Done(StoreOutcome::SameFilled));
                 }
                 drop(inner);
@@ -811,6 +820,9 @@ impl Zswap {
                 self.stats.add(Counter::ComprDataSize, len as u64);
                 self.drop_replaced(old, on_disk);
                 self.stats.inc(Counter::Zswpout);
+                if inner.discard_due() {
+                    self.discard(at.area, inner);
+                }
                 Ok(Ok(()))
             }
             Err(_) => {
@@ -1004,6 +1016,13 @@ impl Zswap {
     }
 
     fn decompress(&self, tag: u8, src: &[u8], out: &mut [u8]) -> Result<(), String> {
+        if tag == TAG_RAW {
+            if src.len() != out.len() {
+                return Err(format!("a raw entry of {} bytes", src.len()));
+            }
+            out.copy_from_slice(src);
+            return Ok(());
+        }
         let decoder = self.decoder(tag).ok_or_else(|| {
             format!("entry names compressor id {tag}, which this cache never used")
         })?;
@@ -1271,7 +1290,7 @@ impl Zswap {
         if on_disk {
             let b = inner.backing.as_mut().expect("on disk implies a file");
             b.freed.push(off);
-            if b.freed.len() >= DISCARD_BATCH {
+            if inner.discard_due() {
                 self.discard(at.area, inner);
             }
         }
