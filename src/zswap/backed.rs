@@ -162,7 +162,7 @@ impl Zswap {
             Err(e) => {
                 if let Some((tag, bytes)) = restore.filter(|_| !overtaken) {
                     if inner.is_instance(at) && inner.index.get(offset).is_none() {
-                        self.keep_in_pool(&mut inner, offset, tag, &bytes);
+                        self.keep_in_pool(&mut inner, at.swap_type, offset, tag, &bytes);
                     }
                 }
                 return Err(io_error(swap_type, offset, "write", &*file, e));
@@ -202,8 +202,16 @@ impl Zswap {
     /// Put compressed `bytes` (of compressor `tag`) at `offset` as a pool
     /// entry, over the pool's limit if need be: the page it keeps would be
     /// lost otherwise. Its slot on disk, if any, is forgotten and freed.
-    fn keep_in_pool(&self, inner: &mut AreaInner, offset: u32, tag: u8, bytes: &[u8]) {
-        let Ok(handle) = self.pool.alloc_write(bytes) else {
+    fn keep_in_pool(
+        &self,
+        inner: &mut AreaInner,
+        swap_type: u32,
+        offset: u32,
+        tag: u8,
+        bytes: &[u8],
+    ) {
+        let owner = super::owner_tag(swap_type, offset);
+        let Ok(handle) = self.pool.alloc_write_tagged(bytes, owner) else {
             return;
         };
         match inner.put(offset, super::pack(handle, bytes.len()), tag, true) {
