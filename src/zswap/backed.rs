@@ -283,7 +283,12 @@ impl Zswap {
         if age.is_zero() {
             return Err(Error::config("shrinker age must be positive"));
         }
-        self.stop_shrinker();
+        // Stop, spawn and store under the one lock, so that two calls at
+        // once cannot both spawn and leave one thread running unstopped.
+        let mut running = self.shrinker.lock();
+        if let Some(old) = running.take() {
+            self.stop_thread(old);
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let weak: Weak<Zswap> = Arc::downgrade(self);
         let tick = (age / 4).max(Duration::from_millis(5));
@@ -303,15 +308,23 @@ impl Zswap {
                 }
             })
             .map_err(|e| Error::io(ErrorKind::Config, "cannot start the shrinker thread", e))?;
-        *self.shrinker.lock() = Some(Shrinker { stop, thread, age });
+        *running = Some(Shrinker { stop, thread, age });
         Ok(())
     }
 
     /// Stop the background shrinker, if running.
     pub fn stop_shrinker(&self) {
-        let Some(s) = self.shrinker.lock().take() else {
-            return;
-        };
+        let mut running = self.shrinker.lock();
+        if let Some(s) = running.take() {
+            self.stop_thread(s);
+        }
+    }
+
+    /// Stop `s` and wait for it, then drop its markers. Called with the
+    /// `shrinker` lock held, which the thread itself never takes (but in
+    /// `stop_shrinker` when it drops the last reference to the cache: no
+    /// one else holds the lock then, since whoever does holds a reference).
+    fn stop_thread(&self, s: Shrinker) {
         s.stop.store(true, Relaxed);
         s.thread.thread().unpark();
         // The shrinker may itself drop the last reference to the cache;

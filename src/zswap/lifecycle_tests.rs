@@ -303,3 +303,32 @@ fn pool_pages_over_swapped_ones_give_the_blocks_back() {
     let batch = (area::DISCARD_BATCH * 4096) as u64;
     assert!(left <= batch + 64 * 1024, "{left} bytes still allocated");
 }
+
+/// Threads of this process named `zswap-shrinker`.
+fn shrinker_threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|comm| comm.trim() == "zswap-shrinker")
+        .count()
+}
+
+#[test]
+fn concurrent_start_shrinker_calls_leave_one_thread_and_stop_stops_it() {
+    let z = Arc::new(Zswap::new(Config::default()).unwrap());
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..25 {
+                    z.start_shrinker(std::time::Duration::from_secs(60))
+                        .unwrap();
+                }
+            });
+        }
+    });
+    // A new thread takes its name once it runs: give them a moment.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(shrinker_threads(), 1);
+    z.stop_shrinker();
+    assert_eq!(shrinker_threads(), 0, "a shrinker thread was left running");
+}

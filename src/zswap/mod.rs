@@ -13,8 +13,11 @@
 //!
 //! Lock order, written once and kept everywhere:
 //!
-//! 0. `Zswap::shrink_lock` and `Zswap::swapon_lock` — held while areas
-//!    are locked one after another, never taken with an area lock held.
+//! 0. `Zswap::shrink_lock`, `Zswap::swapon_lock` and `Zswap::shrinker`
+//!    — held while areas are locked one after another, never taken with an
+//!    area lock held. `shrinker` is held while its thread is stopped,
+//!    spawned and stored, and the thread never takes it (see
+//!    `Zswap::stop_thread`).
 //! 1. `Area::inner` — one mutex per swap type; a thread holds one at a
 //!    time. Pool compaction (manual or the step that runs by itself) takes
 //!    the pool's compaction mutex first, then an area lock per object it
