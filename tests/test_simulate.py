@@ -517,18 +517,8 @@ def workload_pages() -> list[bytes]:
     return got.pages
 
 
-#: The issue's own case at 4 MiB: the pool's small-pool shapes (a size class
-#: holding a 5-page zspage for one or two objects) are another change's work.
-SMALL_POOL = pytest.mark.xfail(
-    strict=True,
-    reason="issue 14, small pools: at --ram-mb 4 --workload-mb 8 --files 16 --jobs 16 zswap "
-    "does 91 to 95 pages of swap I/O (the workload's pages vary a little) against 65 "
-    "without it (measured 2026-12-01)",
-)
-
-
 @needs_backing
-@pytest.mark.parametrize("ram_mb", [pytest.param(4, marks=SMALL_POOL), 8, 16, 32, 64])
+@pytest.mark.parametrize("ram_mb", [4, 8, 16, 32, 64])
 def test_zswap_never_does_more_swap_io_than_base(
     ram_mb: int, workload_pages: list[bytes], tmp_path: Path
 ) -> None:
