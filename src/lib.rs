@@ -49,7 +49,7 @@ mod testing;
 #[cfg(feature = "python")]
 mod python;
 
-pub use backing::FileOptions;
+pub use backing::{FileOptions, RedisOptions};
 pub use error::{Error, ErrorKind, Result};
 pub use region::{userfaultfd_status, Region, RegionOptions, RegionStats};
 pub use stats::StatsSnapshot;

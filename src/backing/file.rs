@@ -369,7 +369,7 @@ fn sign(
 }
 
 /// A random 64-bit id from the kernel's CSPRNG (`getrandom(2)`).
-fn random_id() -> io::Result<u64> {
+pub(super) fn random_id() -> io::Result<u64> {
     let mut id = [0u8; 8];
     let mut got = 0;
     while got < id.len() {

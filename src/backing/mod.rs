@@ -4,8 +4,8 @@
 //! The cache never touches a file itself. It holds an
 //! `Arc<dyn BackingStore>` per area and asks it for four things: write a
 //! page to a slot, read it back, forget slots, and say what it is. A swap
-//! file ([`SwapFile`]) is the first store; a remote one (Redis) is meant to
-//! be the second, so the trait names nothing file-like: what only a file has
+//! file ([`SwapFile`]) is the first store, a Redis server or cluster
+//! ([`RedisStore`]) the second, so the trait names nothing file-like: what only a file has
 //! (`O_DIRECT`, pacing) is told through [`BackingStore::file_facts`].
 //!
 //! Every page a store writes carries a check, CRC32C over the area's random
@@ -19,8 +19,10 @@
 
 mod file;
 mod header;
+mod redis;
 mod target;
 
+pub use self::redis::{RedisOptions, RedisStore};
 pub use file::{mkswap, SwapFile};
 pub use header::{MAGIC, PROBE_BYTES, VERSION};
 

@@ -71,7 +71,7 @@ use std::sync::{Arc, OnceLock};
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::backing::{FileOptions, SlotTable, SwapFile};
+use crate::backing::{BackingStore, FileOptions, RedisOptions, RedisStore, SlotTable, SwapFile};
 
 use crate::compress::{self, CompressError, Compressor, CompressorId};
 use crate::error::{Error, ErrorKind, Result};
@@ -557,10 +557,40 @@ impl Zswap {
     /// ([`StoreOutcome::Swapped`]), and a full pool writes back its oldest
     /// entries there.
     pub fn swapon_file(&self, path: &Path, pages: u64, options: &FileOptions) -> Result<u32> {
-        self.swapon_area(Some((path, options)), pages)
+        let open = || -> Result<Arc<dyn BackingStore>> {
+            // Refuses a file another area uses (locked: EBUSY).
+            Ok(Arc::new(SwapFile::open(
+                path,
+                pages,
+                self.page_size,
+                options,
+            )?))
+        };
+        self.swapon_area(Some(&open), pages)
     }
 
-    fn swapon_area(&self, file: Option<(&Path, &FileOptions)>, pages: u64) -> Result<u32> {
+    /// Turn on a swap area of `pages` slots backed by a Redis server
+    /// (`redis://host:port/db`) or cluster
+    /// (`redis+cluster://host:port,host:port,...`), as
+    /// [`swapon_file`](Self::swapon_file) with a file. Its keys are deleted
+    /// by `swapoff` and `close`.
+    pub fn swapon_redis(&self, url: &str, pages: u64, options: &RedisOptions) -> Result<u32> {
+        let open = || -> Result<Arc<dyn BackingStore>> {
+            Ok(Arc::new(RedisStore::open(
+                url,
+                pages,
+                self.page_size,
+                options,
+            )?))
+        };
+        self.swapon_area(Some(&open), pages)
+    }
+
+    fn swapon_area(
+        &self,
+        open: Option<&dyn Fn() -> Result<Arc<dyn BackingStore>>>,
+        pages: u64,
+    ) -> Result<u32> {
         self.check_open()?;
         if pages == 0 || pages > MAX_AREA_PAGES {
             return Err(Error::invalid(format!(
@@ -568,17 +598,13 @@ impl Zswap {
             )));
         }
         let _serial = self.swapon_lock.lock();
-        let backing = match file {
+        let backing = match open {
             None => None,
-            Some((path, options)) => {
-                // Refuses a file another area uses (locked: EBUSY).
-                let f = SwapFile::open(path, pages, self.page_size, options)?;
-                Some(Backing {
-                    store: Arc::new(f),
-                    slots: SlotTable::new(pages),
-                    freed: Vec::new(),
-                })
-            }
+            Some(open) => Some(Backing {
+                store: open()?,
+                slots: SlotTable::new(pages),
+                freed: Vec::new(),
+            }),
         };
         for (t, area) in self.areas.iter().enumerate() {
             let mut inner = area.inner.lock();

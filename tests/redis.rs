@@ -1,0 +1,486 @@
+//! Swap areas on real Redis servers: `redis-server` (Debian's package)
+//! started by each test on free loopback ports, with no persistence, and
+//! killed when the test ends, also on failure (`Drop`). A single server, a
+//! 3-node cluster made by `redis-cli --cluster create`, a server killed or
+//! stopped mid-run, FLUSHALL, a changed key, a small `maxmemory`, two caches
+//! on one server. Without `redis-server` on the PATH the tests fail: CI
+//! installs it.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use zswap_rs::backing::{BackingStore, RedisStore};
+use zswap_rs::{Config, ErrorKind, LoadSource, RedisOptions, StoreOutcome, Zswap};
+
+const PAGE: usize = 4096;
+
+/// A port nobody listens on now (bound, then released).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `redis-server` of this test, killed on drop.
+struct Server {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+    reaped: bool,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Server {
+        Self::start_on(free_port(), extra)
+    }
+
+    fn start_on(port: u16, extra: &[&str]) -> Server {
+        let dir =
+            std::env::temp_dir().join(format!("zswap-rs-redis-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&dir)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server on the PATH (apt-get install redis-server)");
+        let s = Server {
+            child,
+            port,
+            dir,
+            reaped: false,
+        };
+        for _ in 0..200 {
+            if s.conn().is_some() {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("redis-server on port {port} did not answer in 5 s");
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn conn(&self) -> Option<redis::Connection> {
+        let c = redis::Client::open(self.url()).ok()?;
+        let mut c = c.get_connection_with_timeout(Duration::from_secs(1)).ok()?;
+        redis::cmd("PING").query::<String>(&mut c).ok()?;
+        Some(c)
+    }
+
+    fn cmd<T: redis::FromRedisValue>(&self, args: &[&str]) -> T {
+        let mut c = self.conn().expect("server up");
+        let mut cmd = redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        cmd.query(&mut c).unwrap()
+    }
+
+    fn dbsize(&self) -> u64 {
+        self.cmd(&["DBSIZE"])
+    }
+
+    fn kill(&mut self) {
+        if !self.reaped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            self.reaped = true;
+        }
+    }
+
+    fn signal(&self, sig: libc::c_int) {
+        // SAFETY: kill(2) with the pid of a child this test started and
+        // has not reaped.
+        assert_eq!(
+            unsafe { libc::kill(self.child.id() as libc::pid_t, sig) },
+            0
+        );
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SIGKILL ends a server a failed test left stopped, too.
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A page that compresses like program data and says which it is.
+fn page(tag: u64) -> Vec<u8> {
+    let mut p = Vec::with_capacity(PAGE);
+    let mut i = 0u64;
+    while p.len() < PAGE {
+        p.extend_from_slice(format!("[page {tag} word {i}]").as_bytes());
+        i += 1;
+    }
+    p.truncate(PAGE);
+    p
+}
+
+fn noise(seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..PAGE)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect()
+}
+
+fn cache(max_pool_bytes: u64) -> Zswap {
+    Zswap::new(Config {
+        max_pool_bytes: Some(max_pool_bytes),
+        ..Config::default()
+    })
+    .unwrap()
+}
+
+fn quick() -> RedisOptions {
+    RedisOptions {
+        connect_timeout: Duration::from_millis(500),
+        io_timeout: Duration::from_millis(500),
+    }
+}
+
+#[test]
+fn pages_go_to_the_server_and_swapoff_deletes_them() {
+    let s = Server::start(&[]);
+    let z = cache(64 << 20);
+    let t = z.swapon_redis(&s.url(), 1000, &quick()).unwrap();
+    let info = z.backing_info(t).unwrap().unwrap();
+    assert_eq!(info.path.to_str(), Some(s.url().as_str()));
+    assert!(!info.direct);
+    // Incompressible and disabled pool: straight to the server.
+    assert_eq!(z.store(t, 7, &noise(7)).unwrap(), StoreOutcome::Swapped);
+    z.set_enabled(false);
+    for o in 100..300u64 {
+        assert_eq!(z.store(t, o, &page(o)).unwrap(), StoreOutcome::Swapped);
+    }
+    z.set_enabled(true);
+    assert_eq!(s.dbsize(), 201);
+    let mut out = vec![0u8; PAGE];
+    assert_eq!(z.load_into(t, 7, &mut out).unwrap(), LoadSource::Backing);
+    assert_eq!(out, noise(7));
+    for o in 100..300u64 {
+        assert_eq!(z.load(t, o).unwrap(), page(o), "{o}");
+    }
+    // Compressed on the wire: a text page takes well under a page.
+    let key = format!("zswap:{:016x}:150", area_id_of(&s));
+    let value: Vec<u8> = s.cmd(&["GET", &key]);
+    assert!(value.len() < PAGE / 2, "{} bytes", value.len());
+    // Freed slots are unlinked (in batches).
+    for o in 100..300u64 {
+        assert!(z.invalidate(t, o).unwrap());
+    }
+    assert!(s.dbsize() < 201, "{}", s.dbsize());
+    z.swapoff(t).unwrap();
+    assert_eq!(s.dbsize(), 0, "swapoff deletes the area's keys");
+}
+
+/// The area id in the one area's keys on `s`.
+fn area_id_of(s: &Server) -> u64 {
+    let keys: Vec<String> = s.cmd(&["KEYS", "zswap:*"]);
+    let ids: std::collections::HashSet<&str> =
+        keys.iter().map(|k| k.split(':').nth(1).unwrap()).collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    u64::from_str_radix(ids.into_iter().next().unwrap(), 16).unwrap()
+}
+
+#[test]
+fn a_full_pool_writes_back_to_the_server() {
+    let s = Server::start(&[]);
+    let z = cache(64 << 20);
+    let t = z.swapon_redis(&s.url(), 4000, &quick()).unwrap();
+    for o in 0..2000u64 {
+        assert_eq!(z.store(t, o, &page(o)).unwrap(), StoreOutcome::Stored);
+    }
+    assert_eq!(z.writeback(1500).unwrap(), 1500);
+    assert_eq!(s.dbsize(), 1500);
+    let mut backing = 0;
+    let mut out = vec![0u8; PAGE];
+    for o in 0..2000u64 {
+        if z.load_into(t, o, &mut out).unwrap() == LoadSource::Backing {
+            backing += 1;
+        }
+        assert_eq!(out, page(o), "{o}");
+    }
+    assert_eq!(backing, 1500);
+    z.close();
+    assert_eq!(s.dbsize(), 0, "close deletes the area's keys");
+}
+
+#[test]
+fn lost_or_changed_keys_are_corrupt_never_wrong_bytes() {
+    let s = Server::start(&[]);
+    let z = cache(64 << 20);
+    let t = z.swapon_redis(&s.url(), 100, &quick()).unwrap();
+    z.set_enabled(false);
+    for o in 0..4u64 {
+        z.store(t, o, &page(o)).unwrap();
+    }
+    let id = area_id_of(&s);
+    // Slot 1's value copied over slot 0's: valid lz4, right length, wrong slot.
+    let v1: Vec<u8> = s.cmd(&["GET", &format!("zswap:{id:016x}:1")]);
+    let mut c = s.conn().unwrap();
+    redis::cmd("SET")
+        .arg(format!("zswap:{id:016x}:0"))
+        .arg(&v1)
+        .query::<()>(&mut c)
+        .unwrap();
+    // Slot 2's value with one byte flipped.
+    let mut v2: Vec<u8> = s.cmd(&["GET", &format!("zswap:{id:016x}:2")]);
+    let last = v2.len() - 1;
+    v2[last] ^= 1;
+    redis::cmd("SET")
+        .arg(format!("zswap:{id:016x}:2"))
+        .arg(&v2)
+        .query::<()>(&mut c)
+        .unwrap();
+    for o in [0u64, 2] {
+        let e = z.load(t, o).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupt, "{o}: {e}");
+    }
+    assert_eq!(z.load(t, 3).unwrap(), page(3));
+    s.cmd::<()>(&["FLUSHALL"]);
+    let mut out = vec![0xaau8; PAGE];
+    let e = z.load_into(t, 3, &mut out).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert!(
+        out.iter().all(|&b| b == 0),
+        "no unchecked byte reaches the caller"
+    );
+}
+
+#[test]
+fn a_server_killed_mid_run_is_a_backing_error_and_loses_no_pooled_page() {
+    let mut s = Server::start(&[]);
+    let port = s.port;
+    let z = cache(64 << 20);
+    let t = z.swapon_redis(&s.url(), 1000, &quick()).unwrap();
+    for o in 0..200u64 {
+        z.store(t, o, &page(o)).unwrap();
+    }
+    assert_eq!(z.writeback(50).unwrap(), 50);
+    s.kill();
+    // Writeback fails; the pages stay in the pool, readable.
+    let e = z.writeback(50).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Backing, "{e}");
+    let errno = e.raw_os_error();
+    assert!(
+        matches!(errno, Some(libc::ECONNREFUSED) | Some(libc::ECONNRESET)),
+        "{errno:?}: {e}"
+    );
+    for o in 50..200u64 {
+        assert_eq!(z.load(t, o).unwrap(), page(o), "{o}");
+    }
+    // A written-back page cannot be read: an error, not bytes.
+    let e = z.load(t, 10).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Backing, "{e}");
+    // A page the pool refuses cannot be swapped out: the caller is told.
+    let e = z.store(t, 500, &noise(500)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Backing, "{e}");
+    // Back, empty (no persistence): the old keys are lost, new I/O works.
+    let s2 = Server::start_on(port, &[]);
+    let e = z.load(t, 10).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert_eq!(z.writeback(10).unwrap(), 10);
+    assert_eq!(s2.dbsize(), 10);
+    z.close();
+    assert_eq!(s2.dbsize(), 0);
+}
+
+#[test]
+fn a_stopped_server_times_out() {
+    let s = Server::start(&[]);
+    let z = cache(64 << 20);
+    let t = z.swapon_redis(&s.url(), 100, &quick()).unwrap();
+    for o in 0..20u64 {
+        z.store(t, o, &page(o)).unwrap();
+    }
+    s.signal(libc::SIGSTOP);
+    let started = std::time::Instant::now();
+    let e = z.writeback(5).unwrap_err();
+    let waited = started.elapsed();
+    s.signal(libc::SIGCONT);
+    assert_eq!(e.kind(), ErrorKind::Backing, "{e}");
+    assert_eq!(e.raw_os_error(), Some(libc::ETIMEDOUT), "{e}");
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    for o in 0..20u64 {
+        assert_eq!(z.load(t, o).unwrap(), page(o), "{o}");
+    }
+    assert_eq!(
+        z.writeback(5).unwrap(),
+        5,
+        "works again once the server is back"
+    );
+}
+
+#[test]
+fn a_full_server_is_enospc_and_the_pages_stay_readable() {
+    let s = Server::start(&["--maxmemory", "2mb", "--maxmemory-policy", "noeviction"]);
+    let z = cache(256 << 20);
+    let t = z.swapon_redis(&s.url(), 20_000, &quick()).unwrap();
+    // Incompressible pages (the pool refuses them) go to the server, 4 KiB
+    // each: 2 MB is full long before 5000 of them.
+    let mut full_at = None;
+    for o in 0..5000u64 {
+        match z.store(t, o, &noise(o)) {
+            Ok(outcome) => assert_eq!(outcome, StoreOutcome::Swapped),
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::Backing, "{e}");
+                assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+                full_at = Some(o);
+                break;
+            }
+        }
+    }
+    let full_at = full_at.expect("the server fills up");
+    assert!(full_at > 10, "{full_at}");
+    for o in 0..full_at {
+        assert_eq!(z.load(t, o).unwrap(), noise(o), "{o}");
+    }
+    assert_eq!(
+        z.load(t, full_at).unwrap_err().kind(),
+        ErrorKind::NotFound {
+            swap_type: t,
+            offset: full_at
+        }
+    );
+    // Compressible pages stay in the pool, and writeback fails without losing them.
+    for o in 10_000..10_100u64 {
+        assert_eq!(z.store(t, o, &page(o)).unwrap(), StoreOutcome::Stored);
+    }
+    let e = z.writeback(100).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+    for o in 10_000..10_100u64 {
+        assert_eq!(z.load(t, o).unwrap(), page(o), "{o}");
+    }
+}
+
+#[test]
+fn two_caches_share_one_server() {
+    let s = Server::start(&[]);
+    let (a, b) = (cache(64 << 20), cache(64 << 20));
+    let ta = a.swapon_redis(&s.url(), 100, &quick()).unwrap();
+    let tb = b.swapon_redis(&s.url(), 100, &quick()).unwrap();
+    a.set_enabled(false);
+    b.set_enabled(false);
+    for o in 0..50u64 {
+        a.store(ta, o, &page(o)).unwrap();
+        b.store(tb, o, &page(1000 + o)).unwrap();
+    }
+    assert_eq!(s.dbsize(), 100);
+    a.swapoff(ta).unwrap();
+    assert_eq!(s.dbsize(), 50, "only a's keys go");
+    for o in 0..50u64 {
+        assert_eq!(b.load(tb, o).unwrap(), page(1000 + o));
+    }
+}
+
+#[test]
+fn the_store_pipelines_and_refuses_bad_input() {
+    let s = Server::start(&[]);
+    let store = RedisStore::open(&s.url(), 300, PAGE, &quick()).unwrap();
+    let slots: Vec<u64> = (0..200).collect();
+    let pages: Vec<u8> = slots.iter().flat_map(|&o| page(o)).collect();
+    let mut checks = Vec::new();
+    store.write_many(&slots, &pages, &mut checks).unwrap();
+    assert_eq!(checks.len(), 200);
+    let mut out = vec![0u8; PAGE];
+    for (&o, &c) in slots.iter().zip(&checks) {
+        store.read(o, c, &mut out).unwrap();
+        assert_eq!(out, page(o));
+    }
+    let e = store.read(5, checks[5] ^ 1, &mut out).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidData);
+    let e = store.write(300, &page(0)).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    store.discard(&[0, 1, 2]).unwrap();
+    assert_eq!(s.dbsize(), 197);
+    assert_eq!(store.delete_all().unwrap(), 197);
+    // Nothing listens: swapon fails with the errno, typed.
+    let e = RedisStore::open(
+        &format!("redis://127.0.0.1:{}/0", free_port()),
+        8,
+        PAGE,
+        &quick(),
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Backing, "{e}");
+    assert_eq!(e.raw_os_error(), Some(libc::ECONNREFUSED), "{e}");
+    let e = RedisStore::open("redis+cluster://", 8, PAGE, &quick()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+}
+
+#[test]
+fn a_cluster_spreads_an_area_over_its_masters() {
+    let nodes: Vec<Server> = (0..3)
+        .map(|_| {
+            Server::start(&[
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+                "--cluster-node-timeout",
+                "2000",
+            ])
+        })
+        .collect();
+    let addrs: Vec<String> = nodes
+        .iter()
+        .map(|s| format!("127.0.0.1:{}", s.port))
+        .collect();
+    let out = Command::new("redis-cli")
+        .args(["--cluster", "create"])
+        .args(&addrs)
+        .args(["--cluster-replicas", "0", "--cluster-yes"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Bounded wait for the cluster to agree on its slots.
+    let mut ok = false;
+    for _ in 0..200 {
+        let info: String = nodes[0].cmd(&["CLUSTER", "INFO"]);
+        if info.contains("cluster_state:ok") {
+            ok = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(ok, "cluster did not come up");
+    let url = format!("redis+cluster://{}", addrs.join(","));
+    let z = cache(64 << 20);
+    let t = z.swapon_redis(&url, 2000, &quick()).unwrap();
+    for o in 0..600u64 {
+        z.store(t, o, &page(o)).unwrap();
+    }
+    assert_eq!(z.writeback(600).unwrap(), 600);
+    let sizes: Vec<u64> = nodes.iter().map(|s| s.dbsize()).collect();
+    assert_eq!(sizes.iter().sum::<u64>(), 600, "{sizes:?}");
+    assert!(sizes.iter().all(|&n| n > 100), "spread: {sizes:?}");
+    for o in 0..600u64 {
+        assert_eq!(z.load(t, o).unwrap(), page(o), "{o}");
+    }
+    z.swapoff(t).unwrap();
+    let sizes: Vec<u64> = nodes.iter().map(|s| s.dbsize()).collect();
+    assert_eq!(sizes, [0, 0, 0], "swapoff deletes on every master");
+}
