@@ -312,14 +312,20 @@ fn a_stopped_server_times_out() {
     for o in 0..20u64 {
         z.store(t, o, &page(o)).unwrap();
     }
+    assert_eq!(z.writeback(5).unwrap(), 5);
     s.signal(libc::SIGSTOP);
+    // One load of a written-back page: one reply timeout (0.5 s here).
     let started = std::time::Instant::now();
-    let e = z.writeback(5).unwrap_err();
+    let e = z.load(t, 0).unwrap_err();
     let waited = started.elapsed();
-    s.signal(libc::SIGCONT);
     assert_eq!(e.kind(), ErrorKind::Backing, "{e}");
     assert_eq!(e.raw_os_error(), Some(libc::ETIMEDOUT), "{e}");
-    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    assert!(waited < Duration::from_secs(3), "{waited:?}");
+    // Writeback gives up after the cache's few failed attempts, each
+    // bounded by the timeouts; the pages stay in the pool.
+    let e = z.writeback(5).unwrap_err();
+    s.signal(libc::SIGCONT);
+    assert_eq!(e.raw_os_error(), Some(libc::ETIMEDOUT), "{e}");
     for o in 0..20u64 {
         assert_eq!(z.load(t, o).unwrap(), page(o), "{o}");
     }
