@@ -76,7 +76,7 @@ use crate::backing::{BackingStore, FileOptions, RedisOptions, RedisStore, SlotTa
 use crate::compress::{self, CompressError, Compressor, CompressorId};
 use crate::error::{Error, ErrorKind, Result};
 use crate::index::{EntryRef, LOCKSTEP};
-use crate::pool::{ClassStats, Handle, Pool};
+use crate::pool::{ClassStats, Handle, Pool, HANDLE_BITS};
 use crate::stats::{Counter, Stats, StatsSnapshot};
 
 /// Swap types a cache serves, as the kernel's `MAX_SWAPFILES` bound: types
@@ -107,11 +107,11 @@ const TAG_SAME_FILLED: u8 = 7;
 const TAG_RAW: u8 = 6;
 const _: () = assert!(CompressorId::ALL.len() <= TAG_RAW as usize);
 
-/// Pool handles use the low 48 bits of an entry's value; the compressed
-/// length minus one takes the high 16 (a compressed page is at most
-/// `page_size` <= 65536 bytes).
-const HANDLE_BITS: u32 = 48;
+/// Pool handles use the low [`HANDLE_BITS`] (48) bits of an entry's value;
+/// the compressed length minus one takes the high 16 (a compressed page is
+/// at most `page_size` <= 65536 bytes).
 const HANDLE_MASK: u64 = (1 << HANDLE_BITS) - 1;
+const _: () = assert!(HANDLE_BITS + 16 == 64);
 
 fn pack(handle: Handle, len: usize) -> u64 {
     debug_assert!((1..=1 << 16).contains(&len));
@@ -1391,14 +1391,6 @@ impl Zswap {
     /// The pool itself, for figures the stats do not give.
     pub fn pool(&self) -> &Pool {
         &self.pool
-    }
-
-    /// Bytes of index memory held by all areas (32 bytes per slot).
-    pub fn index_bytes(&self) -> usize {
-        self.areas
-            .iter()
-            .map(|a| a.inner.lock().index.memory_bytes())
-            .sum()
     }
 
     /// Check every area's index invariants (tests and debugging).
