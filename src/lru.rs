@@ -5,9 +5,10 @@
 //! Writeback walks it from the oldest end: the page that has sat longest in
 //! the pool is the one least likely to be wanted back soon, so it is the one
 //! worth paying a disk write for (the kernel's zswap keeps the same order in a
-//! `list_lru`). Links are 32-bit slot numbers rather than pointers: the slots
-//! live in a `Vec` that may move when it grows, and two `u32`s are half the
-//! size of two pointers, which matters at one entry per stored page.
+//! `list_lru`). Links are 32-bit slot numbers rather than pointers: two
+//! `u32`s are half the size of two pointers, which matters at one entry per
+//! stored page, and a slot number stays valid however the owner stores the
+//! slots.
 //!
 //! The list does not own the slots; whoever does implements [`LruSlots`].
 

@@ -10,8 +10,8 @@
 //! Lean means the whole entry — tree links, key, LRU links and the caller's
 //! 64-bit value — is 32 bytes, half of the kernel's `struct zswap_entry`:
 //!
-//! * nodes live in one `Vec` per area and link to each other by 32-bit slot
-//!   numbers, not pointers (and the `Vec` never reallocates per entry);
+//! * nodes live in fixed-size chunks per area (an arena that never moves a
+//!   node) and link to each other by 32-bit slot numbers, not pointers;
 //! * the node colour and a 3-bit caller tag ride in the top bits of the parent
 //!   link, which is why an area holds at most [`MAX_ENTRIES`] entries;
 //! * keys are `u32` offsets: an area has at most 2^32 - 1 slots (16 TiB of
@@ -20,7 +20,7 @@
 //! Freed slots are kept on a free list threaded through their LRU links and
 //! reused first, so a churning area does not grow. The trade-off: slot
 //! numbers are stable while an entry lives (the LRU and callers rely on it),
-//! so the `Vec` never shrinks below its highest live slot until the area is
+//! so the arena never shrinks below its highest live slot until the area is
 //! emptied by [`Index::drain`].
 
 use crate::lru::{Lru, LruLink, LruSlots, NIL};

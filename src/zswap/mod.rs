@@ -952,7 +952,9 @@ impl Zswap {
     }
 
     /// Serve `entry` from the pool. Called with the area lock held; the
-    /// compressed bytes are copied out under it and decompressed outside.
+    /// object is decompressed in place under its size-class lock, the area
+    /// lock dropped first (an exclusive load copies the bytes out instead,
+    /// since the object goes at once).
     fn load_entry(
         &self,
         at: AreaRef<'_>,
