@@ -58,6 +58,14 @@ class Zswap:
         An existing path must be an empty file or a zswap-rs swap file of this page
         size (``mkswap``); anything else raises ``BackingStoreError`` (``EINVAL``)
         untouched, and a file another area uses raises it with ``EBUSY``.
+
+        A ``path`` of ``"redis://host:port/db"`` backs the area with a Redis
+        server, ``"redis+cluster://host:port,host:port,..."`` with a Redis
+        Cluster: pages travel lz4-compressed under keys named by the area's random
+        id, and ``swapoff`` and ``close`` delete them. A server that is down, slow
+        past its timeout (2 s) or full (``maxmemory``) raises ``BackingStoreError``
+        (``ECONNREFUSED``/``ECONNRESET``, ``ETIMEDOUT``, ``ENOSPC``) and the page
+        stays where it was; a key lost or changed raises ``CorruptPageError``.
         """
     def backing_info(self, swap_type: int) -> dict[str, object] | None:
         """The backing file of ``swap_type`` (path, pages, direct, disk_mbps, used_slots)."""

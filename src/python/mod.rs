@@ -606,7 +606,8 @@ impl Zswap {
     }
 
     /// Turn on a swap area of `pages` slots and return its swap type; with
-    /// a `path`, backed by that file (or block device).
+    /// a `path`, backed by that file (or block device), or by a Redis server
+    /// or cluster for a `redis://` or `redis+cluster://` URL.
     #[pyo3(signature = (path = None, pages = None, *, direct = true, disk_mbps = None))]
     fn swapon(
         &self,
@@ -632,6 +633,17 @@ impl Zswap {
         let Some(path) = path else {
             return self.core.swapon(pages).map_err(|e| to_py(py, e));
         };
+        if let Ok(url) = path.extract::<String>() {
+            if url.starts_with("redis://") || url.starts_with("redis+cluster://") {
+                if disk_mbps.is_some() {
+                    return Err(PyValueError::new_err(
+                        "disk_mbps applies to a file, not Redis",
+                    ));
+                }
+                let options = crate::RedisOptions::default();
+                return run(py, || self.core.swapon_redis(&url, pages, &options));
+            }
+        }
         let path: PathBuf = path.extract().map_err(|_| {
             PyTypeError::new_err(format!(
                 "path must be a str or os.PathLike, not {}",

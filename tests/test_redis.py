@@ -1,0 +1,131 @@
+"""Swap areas on a real Redis server from Python: the URL forms of ``swapon``,
+writeback, a killed server (``BackingStoreError`` with errno, nothing lost),
+FLUSHALL (``CorruptPageError``), and ``swapoff`` deleting the area's keys.
+
+Each test starts its own ``redis-server`` (Debian's package; CI installs it) on
+a free loopback port, without persistence, and kills it when the test ends.
+"""
+
+from __future__ import annotations
+
+import errno
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import zswap_rs
+from zswap_rs import StoreOutcome, Zswap
+
+PAGE = 4096
+
+
+def text_page(seed: int) -> bytes:
+    out = bytearray()
+    i = 0
+    while len(out) < PAGE:
+        out += f"[page {seed} word {i}]".encode()
+        i += 1
+    return bytes(out[:PAGE])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, tmp: Path) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+            + ["--save", "", "--appendonly", "no", "--dir", str(tmp)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(200):
+            if self.cli("PING") == "PONG":
+                return
+            time.sleep(0.025)
+        self.stop()
+        raise RuntimeError(f"redis-server on port {self.port} did not answer")
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def cli(self, *args: str) -> str:
+        r = subprocess.run(
+            ["redis-cli", "-p", str(self.port), *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return r.stdout.strip()
+
+    def dbsize(self) -> int:
+        return int(self.cli("DBSIZE"))
+
+    def stop(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is not installed (apt-get install redis-server)")
+    s = Server(tmp_path)
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+def test_a_redis_url_backs_the_area_and_swapoff_deletes_its_keys(server: Server) -> None:
+    z = Zswap(max_pool_bytes=64 << 20)
+    t = z.swapon(server.url, pages=1000)
+    info = z.backing_info(t)
+    assert info is not None and info["path"] == server.url
+    for o in range(300):
+        assert z.store(t, o, text_page(o)) == StoreOutcome.STORED
+    assert z.writeback(200) == 200
+    assert server.dbsize() == 200
+    for o in range(300):
+        assert z.load(t, o) == text_page(o)
+    z.swapoff(t)
+    assert server.dbsize() == 0
+
+
+def test_a_killed_server_is_a_backing_error_and_flushall_is_corrupt(server: Server) -> None:
+    z = Zswap(max_pool_bytes=64 << 20)
+    t = z.swapon(server.url, pages=100)
+    for o in range(40):
+        z.store(t, o, text_page(o))
+    assert z.writeback(10) == 10
+    server.cli("FLUSHALL")
+    with pytest.raises(zswap_rs.CorruptPageError):
+        z.load(t, 0)
+    server.stop()
+    with pytest.raises(zswap_rs.BackingStoreError) as e:
+        z.writeback(10)
+    assert e.value.errno in (errno.ECONNREFUSED, errno.ECONNRESET)
+    for o in range(10, 40):
+        assert z.load(t, o) == text_page(o)
+    z.close()
+
+
+def test_bad_redis_arguments_are_typed() -> None:
+    z = Zswap()
+    with pytest.raises(zswap_rs.BackingStoreError) as e:
+        z.swapon(f"redis://127.0.0.1:{free_port()}/0", pages=8)
+    assert e.value.errno == errno.ECONNREFUSED
+    with pytest.raises(zswap_rs.ConfigError):
+        z.swapon("redis+cluster://", pages=8)
+    with pytest.raises(ValueError, match="disk_mbps"):
+        z.swapon("redis://127.0.0.1:1/0", pages=8, disk_mbps=10.0)
