@@ -68,19 +68,26 @@ fn page(seed: u64) -> Vec<u8> {
 /// `redis-benchmark` requests per second for `test` with `args`.
 fn redis_benchmark(port: u16, test: &str, args: &[&str]) -> f64 {
     let out = Command::new("redis-benchmark")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", test, "-q"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-t",
+            test,
+            "--csv",
+        ])
         .args(args)
         .output()
         .expect("redis-benchmark on the PATH");
     let text = String::from_utf8_lossy(&out.stdout);
-    // "SET: 123456.79 requests per second, p50=..." (after \r progress lines).
-    text.rsplit('\r')
-        .flat_map(|l| l.lines())
+    // CSV: a header, then `"SET","123456.79","0.058",...`.
+    let name = format!("\"{}\"", test.to_uppercase());
+    text.lines()
         .find_map(|l| {
-            let rest = l
-                .trim()
-                .strip_prefix(&format!("{}: ", test.to_uppercase()))?;
-            rest.split_whitespace().next()?.parse().ok()
+            let mut f = l.split(',');
+            (f.next()? == name).then_some(())?;
+            f.next()?.trim_matches('"').parse().ok()
         })
         .unwrap_or_else(|| panic!("cannot parse redis-benchmark output: {text}"))
 }
