@@ -34,9 +34,12 @@ import os
 import resource
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+# NumPy is imported where it is used: the CLI imports this module to build its
+# parser, and `zswap-rs info` or `profile` must work where NumPy is not installed.
+if TYPE_CHECKING:
+    import numpy as np
 
 PAGE_SIZE = 4096
 WORDS_PER_PAGE = PAGE_SIZE // 8
@@ -71,6 +74,8 @@ def cpu_seconds() -> float:
 
 def source_sums(path: str, pages: int) -> tuple[np.ndarray, np.ndarray]:
     """Per page of the page file: the wrapping sum of its words, and its first word."""
+    import numpy as np
+
     sums = np.empty(pages, dtype=np.uint64)
     firsts = np.empty(pages, dtype=np.uint64)
     buf = bytearray(FILL_CHUNK_PAGES * PAGE_SIZE)
@@ -88,6 +93,8 @@ def source_sums(path: str, pages: int) -> tuple[np.ndarray, np.ndarray]:
 
 def expected_total(sums: np.ndarray, pages: int) -> int:
     """The wrapping sum of an array of `pages` pages made by cycling the page file."""
+    import numpy as np
+
     n = len(sums)
     whole = int(sums.sum(dtype=np.uint64))
     part = int(sums[: pages % n].sum(dtype=np.uint64))
@@ -95,6 +102,8 @@ def expected_total(sums: np.ndarray, pages: int) -> int:
 
 
 def fill(a8: np.ndarray, path: str, source_pages: int) -> None:
+    import numpy as np
+
     pages = len(a8) // PAGE_SIZE
     buf = bytearray(FILL_CHUNK_PAGES * PAGE_SIZE)
     chunk = np.frombuffer(buf, dtype=np.uint8)
@@ -181,6 +190,8 @@ class Plan:
     """What the phases touch and what they must find, all made before the clock starts."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
+        import numpy as np
+
         self.pages = spec["array_bytes"] // PAGE_SIZE
         self.source, self.source_pages = spec["source"], spec["source_pages"]
         rng = np.random.default_rng(spec["seed"])
@@ -194,6 +205,8 @@ class Plan:
 
 def phases(mem: Any, plan: Plan) -> tuple[dict[str, float], float, list[str]]:
     """Run the timed phases on `mem`: (seconds per phase, CPU seconds, failures)."""
+    import numpy as np
+
     a64 = np.frombuffer(mem, dtype=np.uint64)
     failures: list[str] = []
     seconds: dict[str, float] = {}
