@@ -286,21 +286,56 @@ def test_a_full_swap_file_keeps_pages_resident_and_says_so(full_fs: Path) -> Non
         r.close()
 
 
-def test_a_page_that_cannot_be_loaded_is_sigbus_never_wrong_bytes() -> None:
-    # Closing the cache under a live region drops the region's pages: a
-    # fault on an evicted page then gets SIGBUS, as the kernel gives on a
-    # swap-in read error, rather than zeros or stale bytes.
+def test_a_page_that_cannot_be_loaded_is_sigbus_never_wrong_bytes(tmp_path: Path) -> None:
+    # Incompressible pages go to the region's swap file; damage the file
+    # behind its back, and a fault on an evicted page gets SIGBUS, as the
+    # kernel gives on a swap-in read error, rather than zeros or stale bytes.
+    swap = tmp_path / "region.swap"
     body = textwrap.dedent(
-        """
-        import numpy as np, zswap_rs
+        f"""
+        import os, numpy as np, zswap_rs
         z = zswap_rs.Zswap(max_pool_bytes=64 << 20)
-        r = z.region(64 * 4096, 4 * 4096)
+        r = z.region(64 * 4096, 4 * 4096, path={str(swap)!r})
         a = np.frombuffer(r, dtype=np.uint8)
-        a[:] = 9
-        z.close()
+        a[:] = np.random.default_rng(1).integers(0, 256, a.size, dtype=np.uint8)
+        assert z.stats()["pswpout"] > 0
+        with open({str(swap)!r}, "r+b") as f:
+            f.seek(4096)
+            f.write(os.urandom(64 * 4096))
         print("sum", int(a.sum()), flush=True)
         """
     )
     out = subprocess.run([sys.executable, "-c", body], capture_output=True, text=True, timeout=60)
     assert out.returncode == -signal.SIGBUS, (out.returncode, out.stdout, out.stderr)
     assert "sum" not in out.stdout
+
+
+def test_a_cache_refuses_to_close_under_an_open_region() -> None:
+    z = Zswap(max_pool_bytes=64 << 20)
+    r = z.region(64 * PAGE, 4 * PAGE)
+    a = np.frombuffer(r, dtype=np.uint8)
+    a[:] = 5
+    with pytest.raises(zswap_rs.ZswapError, match="1 region\\(s\\) made on it are still open"):
+        z.close()
+    assert int(a.sum()) == 5 * 64 * PAGE  # evicted pages are all still there
+    del a
+    r.close()
+    z.close()
+    assert z.closed
+
+
+def test_a_forked_child_cannot_use_the_region_object(region: Region) -> None:
+    np.frombuffer(region, dtype=np.uint8)[:PAGE] = 3
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            region.stats()
+            code = 2
+        except zswap_rs.ZswapError as e:
+            code = 0 if "os.fork()" in str(e) else 3
+        region.close()  # a no-op in the child
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert region.stats()["faults"] > 0

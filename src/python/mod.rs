@@ -441,6 +441,8 @@ struct Zswap {
     /// `FORKS` when it was made: another value means this is a child of a
     /// fork, where the cache must not be used (see `check_fork`).
     forks: u64,
+    /// Regions made on it (`Zswap.region`) and not closed yet.
+    regions: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Drop for Zswap {
@@ -602,6 +604,7 @@ impl Zswap {
             core: Arc::new(core),
             shrinker_age: parking_lot::Mutex::new(DEFAULT_SHRINKER_AGE),
             forks: FORKS.load(Relaxed),
+            regions: Arc::default(),
         })
     }
 
@@ -967,6 +970,20 @@ impl Zswap {
     /// fork it does nothing (the cache is the parent's), so that leaving a
     /// `with` block there does not fail.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let regions = self.regions.load(Relaxed);
+        if regions > 0 && self.check_fork(py).is_ok() {
+            // Closing would drop the regions' evicted pages from under
+            // their mappings (their next fault would be SIGBUS).
+            return Err(exception(
+                py,
+                &ZSWAP_ERROR,
+                "ZswapError",
+                (format!(
+                    "cannot close this Zswap: {regions} region(s) made on it are still open; \
+                     close them first"
+                ),),
+            ));
+        }
         if self.check_fork(py).is_ok() {
             run(py, || {
                 self.core.close();

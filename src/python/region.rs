@@ -8,6 +8,7 @@
 //! thread that faults while holding it is served all the same.
 
 use std::ffi::c_int;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -16,7 +17,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::{ffi, Bound};
 
-use super::{exception, int_or_huge, to_py, type_name, Zswap, ZSWAP_ERROR};
+use super::{exception, int_or_huge, run, type_name, Zswap, FORKS, ZSWAP_ERROR};
 use crate::region::Region as Core;
 
 /// Memory of `size` bytes of which at most `budget` are resident; the rest
@@ -32,6 +33,22 @@ pub(super) struct Region {
     exports: Mutex<usize>,
     address: usize,
     size: usize,
+    /// The open regions of the `Zswap` it was made on, which counts this
+    /// one until it is closed: that cache's `close()` refuses meanwhile,
+    /// since it would take the evicted pages from under the mapping.
+    open_on: Arc<AtomicUsize>,
+    /// `FORKS` when it was made (see `Zswap::check_fork`): in a child of a
+    /// fork the region is not mapped (`MADV_DONTFORK`) and its handler
+    /// threads do not exist, so every call says so instead.
+    forks: u64,
+}
+
+impl Drop for Region {
+    fn drop(&mut self) {
+        if self.core.get_mut().take().is_some() {
+            self.open_on.fetch_sub(1, Relaxed);
+        }
+    }
 }
 
 /// A size in bytes from a Python int: `ValueError` if not positive.
@@ -73,19 +90,31 @@ pub(super) fn make(
     let budget = bytes_arg(budget, "budget")?;
     let path = path_arg(path)?;
     let core = Arc::clone(&zswap.core);
-    let region = py
-        .detach(|| Core::on(core, size, budget, path.as_deref()))
-        .map_err(|e| to_py(py, e))?;
+    let region = run(py, || Core::on(core, size, budget, path.as_deref()))?;
+    zswap.regions.fetch_add(1, Relaxed);
     Ok(Region {
         address: region.as_ptr() as usize,
         size: region.len(),
         core: Mutex::new(Some(Arc::new(region))),
         exports: Mutex::new(0),
+        open_on: Arc::clone(&zswap.regions),
+        forks: FORKS.load(Relaxed),
     })
 }
 
 impl Region {
     fn with<R>(&self, py: Python<'_>, f: impl FnOnce(&Arc<Core>) -> R) -> PyResult<R> {
+        if FORKS.load(Relaxed) != self.forks {
+            return Err(exception(
+                py,
+                &ZSWAP_ERROR,
+                "ZswapError",
+                (
+                    "this region was made before os.fork(): it is not mapped in the child \
+                  (MADV_DONTFORK), so it cannot be used here",
+                ),
+            ));
+        }
         match &*self.core.lock() {
             Some(core) => Ok(f(core)),
             None => Err(closed(py)),
@@ -147,8 +176,7 @@ impl Region {
     fn set_budget(&self, py: Python<'_>, budget: &Bound<'_, PyAny>) -> PyResult<()> {
         let budget = bytes_arg(budget, "budget")?;
         let core = self.with(py, Arc::clone)?;
-        py.detach(|| core.set_budget(budget))
-            .map_err(|e| to_py(py, e))
+        run(py, || core.set_budget(budget))
     }
 
     /// Bytes mapped now.
@@ -187,10 +215,17 @@ impl Region {
                 *exports
             )));
         }
+        if FORKS.load(Relaxed) != self.forks {
+            return Ok(()); // the parent's region: nothing to close here
+        }
         let core = self.core.lock().take();
         drop(exports);
         if let Some(core) = core {
-            py.detach(|| drop(core));
+            self.open_on.fetch_sub(1, Relaxed);
+            run(py, || {
+                drop(core);
+                Ok(())
+            })?;
         }
         Ok(())
     }
