@@ -545,3 +545,33 @@ def test_a_block_device_works_once_signed(tmp_path: Path) -> None:
         with pytest.raises(zswap_rs.BackingStoreError) as e:
             zswap_rs.mkswap(dev, 255, force=True)  # in use
         assert e.value.errno == errno.EBUSY
+
+
+def test_a_swapped_store_failing_part_way_keeps_the_page_it_replaces(swapdir: Path) -> None:
+    """Issue 13.3: buffered I/O, page P0 swapped to slot 10, then a file size
+    limit inside that slot: storing P1 there raises EFBIG after writing half of
+    it over P0, and P0 must still load."""
+    script = textwrap.dedent(
+        f"""
+        import errno, random, resource, signal, zswap_rs
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        z = zswap_rs.Zswap()
+        t = z.swapon({str(swapdir / "swap")!r}, pages=64, direct=False)
+        page = lambda i: random.Random(i).randbytes(4096)
+        z.enabled = False
+        z.store(t, 10, page(0))
+        limit = 11 * 4096 + 2048  # slot 10 starts after the header page
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+        try:
+            z.store(t, 10, page(1))
+        except zswap_rs.BackingStoreError as e:
+            assert e.errno == errno.EFBIG, e
+        else:
+            raise SystemExit("no error past RLIMIT_FSIZE")
+        assert z.load(t, 10) == page(0), "the replaced page was lost"
+        print("ok")
+        """
+    )
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "ok"
