@@ -435,7 +435,7 @@ impl BackingStore for RedisStore {
         Ok(checks[0])
     }
 
-    /// Pipelines of [`PIPELINE_PAGES`]. A pipeline that fails reports none
+    /// Pipelines of `PIPELINE_PAGES` (64) pages. A pipeline that fails reports none
     /// of its pages written (some may be on the server: their keys are
     /// orphans until `swapoff` deletes the area's keys), so the caller
     /// never counts a page the server may not hold.
