@@ -248,6 +248,28 @@ fn pool_bytes_arg(obj: &Bound<'_, PyAny>) -> PyResult<u64> {
     }
 }
 
+/// An area's number of slots: a negative one is out of range here, and the
+/// core checks the top of the range.
+fn pages_arg(obj: &Bound<'_, PyAny>) -> PyResult<u64> {
+    let pages = int_arg(obj, "pages")?;
+    u64::try_from(pages).map_err(|_| {
+        PyValueError::new_err(format!(
+            "pages must be in 1..={}, got {pages}",
+            crate::MAX_AREA_PAGES
+        ))
+    })
+}
+
+/// A file path: a `str` or an `os.PathLike`.
+fn path_arg(obj: &Bound<'_, PyAny>) -> PyResult<PathBuf> {
+    obj.extract().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "path must be a str or os.PathLike, not {}",
+            type_name(obj)
+        ))
+    })
+}
+
 fn type_name(obj: &Bound<'_, PyAny>) -> String {
     obj.get_type()
         .name()
@@ -626,13 +648,7 @@ impl Zswap {
                 "swapon() needs pages=N, the number of slots",
             ));
         };
-        let pages = int_arg(pages, "pages")?;
-        let pages = u64::try_from(pages).map_err(|_| {
-            PyValueError::new_err(format!(
-                "pages must be in 1..={}, got {pages}",
-                crate::MAX_AREA_PAGES
-            ))
-        })?;
+        let pages = pages_arg(pages)?;
         let Some(path) = path else {
             return self.core.swapon(pages).map_err(|e| to_py(py, e));
         };
@@ -647,12 +663,7 @@ impl Zswap {
                 return run(py, || self.core.swapon_redis(&url, pages, &options));
             }
         }
-        let path: PathBuf = path.extract().map_err(|_| {
-            PyTypeError::new_err(format!(
-                "path must be a str or os.PathLike, not {}",
-                type_name(path)
-            ))
-        })?;
+        let path = path_arg(path)?;
         if let Some(mbps) = disk_mbps {
             if !(mbps > 0.0 && mbps.is_finite()) {
                 return Err(PyValueError::new_err(format!(
@@ -1260,20 +1271,8 @@ fn mkswap(
     page_size: Option<&Bound<'_, PyAny>>,
     force: bool,
 ) -> PyResult<()> {
-    let path: PathBuf = path.extract().map_err(|_| {
-        PyTypeError::new_err(format!(
-            "path must be a str or os.PathLike, not {}",
-            type_name(path)
-        ))
-    })?;
-    // A negative number is out of range; the core checks the rest.
-    let pages = int_arg(pages, "pages")?;
-    let pages = u64::try_from(pages).map_err(|_| {
-        PyValueError::new_err(format!(
-            "pages must be in 1..={}, got {pages}",
-            crate::MAX_AREA_PAGES
-        ))
-    })?;
+    let path = path_arg(path)?;
+    let pages = pages_arg(pages)?;
     let page_size = page_size.map_or(Ok(4096), |p| int_arg(p, "page_size"))?;
     let page_size = usize::try_from(page_size).map_err(|_| {
         to_py(
