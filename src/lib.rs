@@ -54,6 +54,6 @@ pub use error::{Error, ErrorKind, Result};
 pub use region::{userfaultfd_status, Region, RegionOptions, RegionStats};
 pub use stats::StatsSnapshot;
 pub use zswap::{
-    same_filled_word, shrinker_age_from_secs, BackingInfo, Config, LoadSource, Reject,
+    same_filled_word, shrinker_age_from_secs, BackingInfo, Config, LoadSource, Percent, Reject,
     StoreOutcome, Zswap, MAX_AREA_PAGES, MAX_SHRINKER_AGE_SECS, MAX_SWAP_TYPES,
 };

@@ -27,7 +27,8 @@ use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
 use crate::{
-    compress, Config, Error, ErrorKind, FileOptions, StoreOutcome, Zswap as Core, MAX_SWAP_TYPES,
+    compress, Config, Error, ErrorKind, FileOptions, Percent, StoreOutcome, Zswap as Core,
+    MAX_SWAP_TYPES,
 };
 
 /// The background shrinker's default age: an entry unused this long is
@@ -529,12 +530,10 @@ impl Zswap {
 
     /// A percent setting; the core checks the range (`ConfigError`), and an
     /// int beyond `u32` gets the same message.
-    fn percent(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<u32> {
-        let p = int_or_huge(obj, name)?;
-        p.and_then(|p| u32::try_from(p).ok()).ok_or_else(|| {
-            let lo = crate::zswap::percent_min(name);
-            config_error(obj.py(), format!("{name} must be in {lo}..=100, got {obj}"))
-        })
+    fn percent(obj: &Bound<'_, PyAny>, which: Percent) -> PyResult<u32> {
+        let p = int_or_huge(obj, which.name())?;
+        p.and_then(|p| u32::try_from(p).ok())
+            .ok_or_else(|| to_py(obj.py(), which.out_of_range(obj)))
     }
 }
 
@@ -570,8 +569,8 @@ impl Zswap {
         page_size: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let defaults = Config::default();
-        let percent = |v: Option<&Bound<'_, PyAny>>, name: &str, default: u32| match v {
-            Some(v) => Self::percent(v, name),
+        let percent = |v: Option<&Bound<'_, PyAny>>, which: Percent, default: u32| match v {
+            Some(v) => Self::percent(v, which),
             None => Ok(default),
         };
         let max_pool_bytes = max_pool_bytes.map(pool_bytes_arg).transpose()?;
@@ -603,17 +602,17 @@ impl Zswap {
             max_pool_bytes,
             max_pool_percent: percent(
                 max_pool_percent,
-                "max_pool_percent",
+                Percent::MaxPool,
                 defaults.max_pool_percent,
             )?,
             accept_threshold_percent: percent(
                 accept_threshold_percent,
-                "accept_threshold_percent",
+                Percent::AcceptThreshold,
                 defaults.accept_threshold_percent,
             )?,
             max_compression_ratio: percent(
                 max_compression_ratio,
-                "max_compression_ratio",
+                Percent::MaxCompressionRatio,
                 defaults.max_compression_ratio,
             )?,
             same_filled,
@@ -1088,43 +1087,45 @@ impl Zswap {
     #[getter]
     fn get_max_pool_percent(&self, py: Python<'_>) -> PyResult<u32> {
         self.check_fork(py)?;
-        Ok(self.core.max_pool_percent())
+        Ok(self.core.percent(Percent::MaxPool))
     }
 
     #[setter]
     fn set_max_pool_percent(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<()> {
         self.check_fork(py)?;
-        let p = Self::percent(v, "max_pool_percent")?;
-        self.core.set_max_pool_percent(p).map_err(|e| to_py(py, e))
+        let p = Self::percent(v, Percent::MaxPool)?;
+        self.core
+            .set_percent(Percent::MaxPool, p)
+            .map_err(|e| to_py(py, e))
     }
 
     #[getter]
     fn get_accept_threshold_percent(&self, py: Python<'_>) -> PyResult<u32> {
         self.check_fork(py)?;
-        Ok(self.core.accept_threshold_percent())
+        Ok(self.core.percent(Percent::AcceptThreshold))
     }
 
     #[setter]
     fn set_accept_threshold_percent(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<()> {
         self.check_fork(py)?;
-        let p = Self::percent(v, "accept_threshold_percent")?;
+        let p = Self::percent(v, Percent::AcceptThreshold)?;
         self.core
-            .set_accept_threshold_percent(p)
+            .set_percent(Percent::AcceptThreshold, p)
             .map_err(|e| to_py(py, e))
     }
 
     #[getter]
     fn get_max_compression_ratio(&self, py: Python<'_>) -> PyResult<u32> {
         self.check_fork(py)?;
-        Ok(self.core.max_compression_ratio())
+        Ok(self.core.percent(Percent::MaxCompressionRatio))
     }
 
     #[setter]
     fn set_max_compression_ratio(&self, py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<()> {
         self.check_fork(py)?;
-        let p = Self::percent(v, "max_compression_ratio")?;
+        let p = Self::percent(v, Percent::MaxCompressionRatio)?;
         self.core
-            .set_max_compression_ratio(p)
+            .set_percent(Percent::MaxCompressionRatio, p)
             .map_err(|e| to_py(py, e))
     }
 

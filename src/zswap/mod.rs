@@ -58,15 +58,19 @@
 
 mod area;
 mod backed;
+mod policy;
 mod writeback;
 
 pub use backed::{shrinker_age_from_secs, BackingInfo, MAX_SHRINKER_AGE_SECS};
+pub use policy::Percent;
+
+use policy::{Policy, Switch};
 
 use area::{Area, AreaInner, AreaRef, AreaState, Backing};
 
 use std::cell::RefCell;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::{Mutex, RwLock};
@@ -301,27 +305,6 @@ fn physical_ram() -> u64 {
         .unwrap_or(1 << 30)
 }
 
-/// The lowest value a percent setting takes: 0 for the accept threshold
-/// (accept again only once the pool is empty), 1 for the others.
-pub(crate) fn percent_min(name: &str) -> u32 {
-    match name {
-        "accept_threshold_percent" => 0,
-        "max_pool_percent" | "max_compression_ratio" => 1,
-        _ => unreachable!("{name} is not a percent setting"),
-    }
-}
-
-fn check_percent(name: &str, value: u32) -> Result<u32> {
-    let min = percent_min(name);
-    if (min..=100).contains(&value) {
-        Ok(value)
-    } else {
-        Err(Error::config(format!(
-            "{name} must be in {min}..=100, got {value}"
-        )))
-    }
-}
-
 /// A compressed page cache in front of up to 32 swap areas.
 pub struct Zswap {
     page_size: usize,
@@ -334,15 +317,8 @@ pub struct Zswap {
     dictionary: Option<Arc<[u8]>>,
     /// A decoder for every compressor id entries may carry.
     decoders: [OnceLock<Arc<dyn Compressor>>; CompressorId::ALL.len()],
-    physical_ram: u64,
-    /// `u64::MAX`: no absolute cap, use `max_pool_percent`.
-    max_pool_bytes: AtomicU64,
-    max_pool_percent: AtomicU32,
-    accept_threshold_percent: AtomicU32,
-    max_compression_ratio: AtomicU32,
-    same_filled: AtomicBool,
-    exclusive_loads: AtomicBool,
-    enabled: AtomicBool,
+    /// The tunables: pool cap, percents, switches.
+    policy: Policy,
     /// The pool hit its limit and has not yet shrunk below the accept
     /// threshold (the kernel's `zswap_pool_reached_full`).
     reached_full: AtomicBool,
@@ -374,15 +350,13 @@ impl Zswap {
     /// the first store.
     pub fn new(config: Config) -> Result<Zswap> {
         let pool = Pool::new(config.page_size).map_err(|e| Error::config(e.to_string()))?;
+        let policy = Policy::new(&config, physical_ram())?;
         let options = compress::Options {
             level: config.level,
             dictionary: config.dictionary.map(Arc::from),
         };
         let comp =
             compress::create(&config.compressor, &options).map_err(|e| Error::config(e.0))?;
-        if config.max_pool_bytes == Some(0) {
-            return Err(Error::config("max_pool_bytes must be positive"));
-        }
         let z = Zswap {
             page_size: config.page_size,
             pool,
@@ -391,23 +365,7 @@ impl Zswap {
             compressor: RwLock::new(comp.clone()),
             decoders: Default::default(),
             dictionary: options.dictionary,
-            physical_ram: physical_ram(),
-            max_pool_bytes: AtomicU64::new(config.max_pool_bytes.unwrap_or(u64::MAX)),
-            max_pool_percent: AtomicU32::new(check_percent(
-                "max_pool_percent",
-                config.max_pool_percent,
-            )?),
-            accept_threshold_percent: AtomicU32::new(check_percent(
-                "accept_threshold_percent",
-                config.accept_threshold_percent,
-            )?),
-            max_compression_ratio: AtomicU32::new(check_percent(
-                "max_compression_ratio",
-                config.max_compression_ratio,
-            )?),
-            same_filled: AtomicBool::new(config.same_filled),
-            exclusive_loads: AtomicBool::new(config.exclusive_loads),
-            enabled: AtomicBool::new(true),
+            policy,
             reached_full: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             shrink_lock: Mutex::new(()),
@@ -766,12 +724,12 @@ impl Zswap {
     /// Everything a store does before compressing: the disabled, same-filled
     /// and pool-full cases end here; otherwise the compressor to use.
     fn store_prepare(&self, at: AreaRef<'_>, off: u32, page: &[u8]) -> Result<Prepared> {
-        if !self.enabled.load(Relaxed) {
+        if !self.policy.switch(Switch::Enabled) {
             return self
                 .not_taken(at, off, page, Reject::Disabled)
                 .map(Prepared::Done);
         }
-        if self.same_filled.load(Relaxed) {
+        if self.policy.switch(Switch::SameFilled) {
             if let Some(word) = same_filled_word(page) {
                 let mut inner = self.lock_slot(at, u64::from(off))?;
                 // Same-filled entries cost the pool nothing: keep them off
@@ -823,7 +781,7 @@ impl Zswap {
         result: std::result::Result<usize, CompressError>,
         buf: &[u8],
     ) -> Result<std::result::Result<(), Reject>> {
-        let max_len = self.page_size * self.max_compression_ratio.load(Relaxed) as usize / 100;
+        let max_len = self.policy.max_compressed_len(self.page_size);
         let len = match result {
             Ok(len) if len <= max_len => len,
             Ok(_) | Err(CompressError::DoesNotFit) => {
@@ -903,8 +861,7 @@ impl Zswap {
             return true;
         }
         if self.reached_full.load(Relaxed) {
-            let accept = max / 100 * u64::from(self.accept_threshold_percent.load(Relaxed));
-            if cur <= accept {
+            if cur <= self.policy.accept_bytes(max) {
                 self.reached_full.store(false, Relaxed);
                 return false;
             }
@@ -927,7 +884,7 @@ impl Zswap {
     fn load_at(&self, at: AreaRef<'_>, offset: u64, out: &mut [u8]) -> Result<LoadSource> {
         let swap_type = at.swap_type;
         let off = offset as u32;
-        let exclusive = self.exclusive_loads.load(Relaxed);
+        let exclusive = self.policy.switch(Switch::ExclusiveLoads);
         let mut inner = self.lock_slot(at, offset)?;
         loop {
             if let Some(entry) = inner.index.get(off) {
@@ -1444,103 +1401,62 @@ impl Zswap {
 
     /// The pool cap in bytes now in force (absolute, or percent of RAM).
     pub fn max_pool_bytes_limit(&self) -> u64 {
-        match self.max_pool_bytes.load(Relaxed) {
-            u64::MAX => self.physical_ram / 100 * u64::from(self.max_pool_percent.load(Relaxed)),
-            bytes => bytes,
-        }
+        self.policy.pool_limit()
     }
 
     /// The absolute cap, if one is set.
     pub fn max_pool_bytes(&self) -> Option<u64> {
-        match self.max_pool_bytes.load(Relaxed) {
-            u64::MAX => None,
-            bytes => Some(bytes),
-        }
+        self.policy.max_pool_bytes()
     }
 
     /// Set or clear (`None`) the absolute cap.
     pub fn set_max_pool_bytes(&self, bytes: Option<u64>) -> Result<()> {
-        match bytes {
-            Some(0) => Err(Error::config("max_pool_bytes must be positive")),
-            Some(u64::MAX) => Err(Error::config("max_pool_bytes is too large")),
-            b => {
-                self.max_pool_bytes.store(b.unwrap_or(u64::MAX), Relaxed);
-                Ok(())
-            }
-        }
+        self.policy.set_max_pool_bytes(bytes)
     }
 
-    /// Pool cap as a percent of physical RAM, 1..=100; in force only while
-    /// no absolute cap is set.
-    pub fn max_pool_percent(&self) -> u32 {
-        self.max_pool_percent.load(Relaxed)
+    /// A percent setting's value now.
+    pub fn percent(&self, which: Percent) -> u32 {
+        self.policy.percent(which)
     }
 
-    /// Set the pool cap as a percent of physical RAM, 1..=100.
-    pub fn set_max_pool_percent(&self, percent: u32) -> Result<()> {
-        let p = check_percent("max_pool_percent", percent)?;
-        self.max_pool_percent.store(p, Relaxed);
-        Ok(())
-    }
-
-    /// Percent of the pool cap, 0..=100, that a full pool must shrink to
-    /// before stores are taken again.
-    pub fn accept_threshold_percent(&self) -> u32 {
-        self.accept_threshold_percent.load(Relaxed)
-    }
-
-    /// Set the accept threshold, 0..=100 percent of the pool cap (0: only
-    /// once the pool is empty).
-    pub fn set_accept_threshold_percent(&self, percent: u32) -> Result<()> {
-        let p = check_percent("accept_threshold_percent", percent)?;
-        self.accept_threshold_percent.store(p, Relaxed);
-        Ok(())
-    }
-
-    /// Largest compressed size taken, as a percent of a page, 1..=100.
-    pub fn max_compression_ratio(&self) -> u32 {
-        self.max_compression_ratio.load(Relaxed)
-    }
-
-    /// Set the largest compressed size taken, 1..=100 percent of a page.
-    pub fn set_max_compression_ratio(&self, percent: u32) -> Result<()> {
-        let p = check_percent("max_compression_ratio", percent)?;
-        self.max_compression_ratio.store(p, Relaxed);
-        Ok(())
+    /// Change a percent setting; a value out of its range
+    /// ([`Percent::check`]) is refused and the old one kept.
+    pub fn set_percent(&self, which: Percent, value: u32) -> Result<()> {
+        self.policy.set_percent(which, value)
     }
 
     /// Whether pages of one repeated word are kept as just the word.
     pub fn same_filled(&self) -> bool {
-        self.same_filled.load(Relaxed)
+        self.policy.switch(Switch::SameFilled)
     }
 
     /// Turn same-filled detection on or off for new stores; same-filled
     /// entries already stored stay readable.
     pub fn set_same_filled(&self, on: bool) {
-        self.same_filled.store(on, Relaxed);
+        self.policy.set_switch(Switch::SameFilled, on);
     }
 
     /// Whether `load` also drops the pool entry it serves.
     pub fn exclusive_loads(&self) -> bool {
-        self.exclusive_loads.load(Relaxed)
+        self.policy.switch(Switch::ExclusiveLoads)
     }
 
     /// Make later loads drop (`true`) or keep (`false`) the pool entry they
     /// serve.
     pub fn set_exclusive_loads(&self, on: bool) {
-        self.exclusive_loads.store(on, Relaxed);
+        self.policy.set_switch(Switch::ExclusiveLoads, on);
     }
 
     /// Whether new stores are taken; loads work either way.
     pub fn enabled(&self) -> bool {
-        self.enabled.load(Relaxed)
+        self.policy.switch(Switch::Enabled)
     }
 
     /// Take new stores into the pool (`true`), or pass them by (`false`: to
     /// the backing file, else refused as [`Reject::Disabled`]); loads work
     /// either way.
     pub fn set_enabled(&self, on: bool) {
-        self.enabled.store(on, Relaxed);
+        self.policy.set_switch(Switch::Enabled, on);
     }
 }
 

@@ -68,7 +68,7 @@ impl Zswap {
     pub(super) fn make_room(&self) -> Result<bool> {
         let _one = self.shrink_lock.lock();
         let limit = self.max_pool_bytes_limit();
-        let accept = limit / 100 * u64::from(self.accept_threshold_percent.load(Relaxed));
+        let accept = self.policy.accept_bytes(limit);
         let mut compacted = false;
         let mut failures = 0;
         loop {
