@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import array
+import pathlib
 import random
 import threading
 
@@ -88,6 +89,24 @@ def test_any_bytes_like_page_and_load_into(z: Zswap) -> None:
     view = memoryview(bytearray(2 * PAGE))[PAGE:]
     z.load_into(t, 1, view)
     assert view.tobytes() == page
+
+
+def test_load_into_says_where_the_page_came_from(tmp_path: pathlib.Path) -> None:
+    with Zswap(max_pool_bytes=64 << 20) as z:
+        t = z.swapon(tmp_path / "swap", pages=16)
+        z.store(t, 0, text_page(1))
+        z.store(t, 1, bytes(PAGE))
+        z.enabled = False  # the pool passes this one to the file
+        assert z.store(t, 2, text_page(2)) == zswap_rs.StoreOutcome.SWAPPED
+        buf = bytearray(PAGE)
+        sources = [z.load_into(t, off, buf) for off in range(3)]
+        assert sources == [
+            zswap_rs.LoadSource.POOL,
+            zswap_rs.LoadSource.SAME_FILLED,
+            zswap_rs.LoadSource.BACKING,
+        ]
+        assert buf == text_page(2)
+        assert sources[0] == "POOL"  # a str enum, like StoreOutcome
 
 
 def test_duplicate_store_replaces_and_stale_is_dropped(z: Zswap) -> None:

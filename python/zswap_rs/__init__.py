@@ -16,7 +16,7 @@ True
 from __future__ import annotations
 
 from ._errors import BackingStoreError, ConfigError, CorruptPageError, ZswapError
-from ._types import CompressorInfo, StoreOutcome
+from ._types import CompressorInfo, LoadSource, StoreOutcome
 from ._zswap_rs import (
     MAX_SWAP_TYPES,
     Region,
@@ -34,6 +34,7 @@ __all__ = [
     "CompressorInfo",
     "ConfigError",
     "CorruptPageError",
+    "LoadSource",
     "Region",
     "StoreOutcome",
     "Zswap",

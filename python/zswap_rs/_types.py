@@ -21,6 +21,17 @@ class StoreOutcome(enum.StrEnum):
     REJECTED = "REJECTED"
 
 
+class LoadSource(enum.StrEnum):
+    """Where ``Zswap.load_into`` found a page. A ``str``, so it compares equal to its name."""
+
+    #: Decompressed from the pool (counted in ``zswpin``).
+    POOL = "POOL"
+    #: Rebuilt from its fill word (counted in ``zswpin``).
+    SAME_FILLED = "SAME_FILLED"
+    #: Read from the area's backing store, a file or Redis (counted in ``pswpin``).
+    BACKING = "BACKING"
+
+
 class CompressorInfo(NamedTuple):
     """Whether a compressor can be used on this machine, and if not, why."""
 

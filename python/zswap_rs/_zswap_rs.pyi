@@ -7,7 +7,7 @@ from typing import final
 
 from typing_extensions import Buffer
 
-from ._types import StoreOutcome
+from ._types import LoadSource, StoreOutcome
 
 __version__: str
 MAX_SWAP_TYPES: int
@@ -77,8 +77,9 @@ class Zswap:
         """Store one page (exactly ``page_size`` bytes), replacing what ``offset`` held."""
     def load(self, swap_type: int, offset: int) -> bytes:
         """The page at ``(swap_type, offset)``; ``KeyError`` if nothing is stored there."""
-    def load_into(self, swap_type: int, offset: int, buf: Buffer) -> None:
-        """Load into a writable buffer of exactly ``page_size`` bytes."""
+    def load_into(self, swap_type: int, offset: int, buf: Buffer) -> LoadSource:
+        """Load into a writable buffer of exactly ``page_size`` bytes; returns where the
+        page came from: the pool, a fill word, or the backing store."""
     def store_many(
         self, swap_type: int, offsets: Iterable[int] | Buffer, pages: Buffer
     ) -> list[StoreOutcome]:

@@ -27,8 +27,8 @@ use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
 use crate::{
-    compress, Config, Error, ErrorKind, FileOptions, Percent, StoreOutcome, Zswap as Core,
-    MAX_SWAP_TYPES,
+    compress, Config, Error, ErrorKind, FileOptions, LoadSource, Percent, StoreOutcome,
+    Zswap as Core, MAX_SWAP_TYPES,
 };
 
 /// The background shrinker's default age: an entry unused this long is
@@ -40,6 +40,7 @@ static ZSWAP_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static BACKING_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static CORRUPT_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static OUTCOMES: PyOnceLock<[Py<PyAny>; 4]> = PyOnceLock::new();
+static SOURCES: PyOnceLock<[Py<PyAny>; 3]> = PyOnceLock::new();
 
 fn exception(
     py: Python<'_>,
@@ -165,22 +166,43 @@ impl SignalCheck {
 }
 
 fn outcome(py: Python<'_>, o: StoreOutcome) -> PyResult<Py<PyAny>> {
-    let all = OUTCOMES.get_or_try_init(py, || -> PyResult<[Py<PyAny>; 4]> {
-        let cls = py.import("zswap_rs._types")?.getattr("StoreOutcome")?;
-        Ok([
-            cls.getattr("STORED")?.unbind(),
-            cls.getattr("SAME_FILLED")?.unbind(),
-            cls.getattr("SWAPPED")?.unbind(),
-            cls.getattr("REJECTED")?.unbind(),
-        ])
-    })?;
+    const NAMES: [&str; 4] = ["STORED", "SAME_FILLED", "SWAPPED", "REJECTED"];
     let i = match o {
         StoreOutcome::Stored => 0,
         StoreOutcome::SameFilled => 1,
         StoreOutcome::Swapped => 2,
         StoreOutcome::Rejected(_) => 3,
     };
-    Ok(all[i].clone_ref(py))
+    Ok(members(py, &OUTCOMES, "StoreOutcome", NAMES)?[i].clone_ref(py))
+}
+
+/// A `LoadSource` as the `zswap_rs.LoadSource` member of the same name.
+fn load_source(py: Python<'_>, s: LoadSource) -> PyResult<Py<PyAny>> {
+    const NAMES: [&str; 3] = ["POOL", "SAME_FILLED", "BACKING"];
+    let i = match s {
+        LoadSource::Pool => 0,
+        LoadSource::SameFilled => 1,
+        LoadSource::Backing => 2,
+    };
+    Ok(members(py, &SOURCES, "LoadSource", NAMES)?[i].clone_ref(py))
+}
+
+/// The members `names` of the enum `class` of `zswap_rs._types`, looked up
+/// once per interpreter.
+fn members<'a, const N: usize>(
+    py: Python<'_>,
+    cell: &'a PyOnceLock<[Py<PyAny>; N]>,
+    class: &str,
+    names: [&str; N],
+) -> PyResult<&'a [Py<PyAny>; N]> {
+    cell.get_or_try_init(py, || {
+        let cls = py.import("zswap_rs._types")?.getattr(class)?;
+        let mut all = Vec::with_capacity(N);
+        for name in names {
+            all.push(cls.getattr(name)?.unbind());
+        }
+        Ok(all.try_into().expect("one member per name"))
+    })
 }
 
 /// An integer argument, with SPEC.md's errors: `TypeError` for a non-int,
@@ -882,14 +904,15 @@ impl Zswap {
         Ok(())
     }
 
-    /// Load into a writable buffer of exactly one page.
+    /// Load into a writable buffer of exactly one page; returns where the
+    /// page came from (a `LoadSource`).
     fn load_into(
         &self,
         py: Python<'_>,
         swap_type: &Bound<'_, PyAny>,
         offset: &Bound<'_, PyAny>,
         buf: &Bound<'_, PyAny>,
-    ) -> PyResult<()> {
+    ) -> PyResult<Py<PyAny>> {
         self.check_fork(py)?;
         let t = self.swap_type(swap_type)?;
         let off = self.offset(offset, t)?;
@@ -901,13 +924,15 @@ impl Zswap {
                 target.len_bytes()
             )));
         }
-        STAGE.with(|s| -> PyResult<()> {
+        let source = STAGE.with(|s| -> PyResult<LoadSource> {
             let mut s = s.borrow_mut();
             s.resize(target.len_bytes(), 0);
             let page = &mut s[..];
-            run(py, || self.core.load_into(t, off, page))?;
-            target.copy_from_slice(py, &s)
-        })
+            let source = run(py, || self.core.load_into(t, off, page))?;
+            target.copy_from_slice(py, &s)?;
+            Ok(source)
+        })?;
+        load_source(py, source)
     }
 
     /// Drop the page at `(swap_type, offset)`; returns whether one was there.

@@ -29,9 +29,9 @@ model leaves that out.) `Config.exclusive_loads = False` gives the 2013
 kernel's behaviour instead, where the pool kept its copy like the file.
 
 The trade-off: the machine reads the pool's size from `stats()` after every
-store (and the pool loads counter after every swap-in, to learn whether the
-page came from the pool), so a step costs a stats call; exact accounting of
-the budget is what the experiment is about.
+store (and after a swap-in from the pool, which shrank it), so a step costs
+a stats call; exact accounting of the budget is what the experiment is
+about. Where a swapped-in page came from, `load_into` says itself.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from .._command_error import EXIT_FAILURE, CommandError
+from .._types import LoadSource
 from .model import OP_FREE, OP_WRITE, mutate
 
 __all__ = ["BUDGET_LOG_HEADER", "Machine"]
@@ -56,8 +57,7 @@ class Machine:
     Invariants between steps: `resident` holds at most `budget - pool_pages`
     pages; an offset in `crcs` has a copy in swap (pool or file) whose CRC32
     it gives; an offset in `clean` is resident and its swap copy is still
-    equal to it. `zswpin` is the pool loads seen so far: only this machine
-    loads, so a load that raises it came from the pool.
+    equal to it.
     """
 
     def __init__(
@@ -82,7 +82,6 @@ class Machine:
         self.log = log
         self.resident: OrderedDict[int, bytearray] = OrderedDict()
         self.clean: set[int] = set()
-        self.zswpin = 0
         self.crcs: dict[int, int] = {}
         self.pool_pages = 0
         #: The pool may have shrunk since pool_pages was read (invalidate).
@@ -165,19 +164,16 @@ class Machine:
 
     def _swap_in(self, offset: int) -> bytearray:
         page = bytearray(self.ps)
-        self.z.load_into(self.t, offset, page)
+        source = self.z.load_into(self.t, offset, page)
         if zlib.crc32(page) != self.crcs[offset]:
             self.mismatched += 1
         self.swap_ins += 1
-        stats = self.z.stats()
-        zswpin = int(stats["zswpin"])
-        if zswpin > self.zswpin and self.exclusive:
+        if source != LoadSource.BACKING and self.exclusive:
             # From the pool, which dropped its copy: the page is dirty.
             del self.crcs[offset]
-            self._read_pool(stats)
+            self._read_pool()
         else:
             self.clean.add(offset)
-        self.zswpin = zswpin
         return page
 
     def _fault(self, offset: int, source_index: int) -> bytearray:
