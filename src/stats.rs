@@ -77,55 +77,91 @@ fn shard_index() -> usize {
     SHARD.with(|s| *s)
 }
 
-/// A copy of every figure at one moment, with names.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct StatsSnapshot {
-    /// Bytes of the zspages the pool holds, whole pages.
-    pub pool_total_size: u64,
-    /// Gauge: entries in the pool, same-filled ones included.
-    pub stored_pages: u64,
-    /// Gauge: same-filled entries, which take no pool memory.
-    pub same_filled_pages: u64,
-    /// Stores that found the pool full: at its limit, or, once it reached
-    /// the limit, not yet back down to the accept threshold. Each then made
-    /// room by writing back, or was refused (`reject_reclaim_fail`).
-    pub pool_limit_hit: u64,
-    /// Entries written from the pool to the backing file to make room.
-    pub written_back_pages: u64,
-    /// Pages refused because they compressed to more than
-    /// `max_compression_ratio` percent of a page.
-    pub reject_compress_poor: u64,
-    /// Pages refused because the compressor failed.
-    pub reject_compress_fail: u64,
-    /// Pages refused because the pool (or the index) could not allocate.
-    pub reject_alloc_fail: u64,
-    /// Pages refused because the pool was full and nothing could be written
-    /// back to make room (no backing file, or writeback failed), plus, as
-    /// the kernel's `shrink_memcg_cb` counts them, entries that writeback
-    /// tried and could not write (their slot failed): each such entry stays
-    /// in the pool and is tried again after the others, counted each time.
-    pub reject_reclaim_fail: u64,
-    /// Stores to an offset that already held an entry; the old one is dropped.
-    pub duplicate_entry: u64,
-    /// Loads whose data failed to decompress (`CorruptPageError`).
-    pub decompress_fail: u64,
-    /// Pages loaded from the pool (vmstat).
-    pub zswpin: u64,
-    /// Pages stored into the pool (vmstat).
-    pub zswpout: u64,
-    /// Pages written back from the pool (vmstat).
-    pub zswpwb: u64,
-    /// Pages read from the backing file (vmstat).
-    pub pswpin: u64,
-    /// Pages written to the backing file (vmstat).
-    pub pswpout: u64,
-    /// zram: uncompressed bytes of the stored pages.
-    pub orig_data_size: u64,
-    /// zram: compressed bytes of the stored pages (a gauge; exact lengths,
-    /// before size-class rounding).
-    pub compr_data_size: u64,
-    /// zram: memory the pool holds, allocator overhead included.
-    pub mem_used_total: u64,
+/// The figures of a [`StatsSnapshot`], written once: each with its docs,
+/// its name (the kernel's, in SPEC.md's order) and how a reading computes it
+/// from the counters (`stats`), the pool's size and the page size.
+macro_rules! figures {
+    (
+        |$stats:ident, $pool_bytes:ident, $page_size:ident|
+        $(let $var:ident = $init:expr;)*
+        { $($(#[$doc:meta])* $field:ident = $value:expr,)* }
+    ) => {
+        /// A copy of every figure at one moment, with names.
+        #[derive(Clone, Debug, Default, PartialEq, Eq)]
+        pub struct StatsSnapshot {
+            $($(#[$doc])* pub $field: u64,)*
+        }
+
+        impl Stats {
+            /// Read every counter; `pool_bytes` and `page_size` come from the cache.
+            pub fn snapshot(&self, $pool_bytes: u64, $page_size: u64) -> StatsSnapshot {
+                let $stats = self;
+                $(let $var = $init;)*
+                StatsSnapshot { $($field: $value,)* }
+            }
+        }
+
+        impl StatsSnapshot {
+            /// Every figure as `(kernel name, value)`, in SPEC.md's order.
+            pub fn named(&self) -> [(&'static str, u64); [$(stringify!($field)),*].len()] {
+                [$((stringify!($field), self.$field)),*]
+            }
+        }
+    };
+}
+
+figures! {
+    |stats, pool_bytes, page_size|
+    // One reading of the gauge for both figures made from it.
+    let stored = stats.get(Counter::StoredPages);
+    {
+        /// Bytes of the zspages the pool holds, whole pages.
+        pool_total_size = pool_bytes,
+        /// Gauge: entries in the pool, same-filled ones included.
+        stored_pages = stored,
+        /// Gauge: same-filled entries, which take no pool memory.
+        same_filled_pages = stats.get(Counter::SameFilledPages),
+        /// Stores that found the pool full: at its limit, or, once it reached
+        /// the limit, not yet back down to the accept threshold. Each then made
+        /// room by writing back, or was refused (`reject_reclaim_fail`).
+        pool_limit_hit = stats.get(Counter::PoolLimitHit),
+        /// Entries written from the pool to the backing file to make room.
+        written_back_pages = stats.get(Counter::WrittenBackPages),
+        /// Pages refused because they compressed to more than
+        /// `max_compression_ratio` percent of a page.
+        reject_compress_poor = stats.get(Counter::RejectCompressPoor),
+        /// Pages refused because the compressor failed.
+        reject_compress_fail = stats.get(Counter::RejectCompressFail),
+        /// Pages refused because the pool (or the index) could not allocate.
+        reject_alloc_fail = stats.get(Counter::RejectAllocFail),
+        /// Pages refused because the pool was full and nothing could be written
+        /// back to make room (no backing file, or writeback failed), plus, as
+        /// the kernel's `shrink_memcg_cb` counts them, entries that writeback
+        /// tried and could not write (their slot failed): each such entry stays
+        /// in the pool and is tried again after the others, counted each time.
+        reject_reclaim_fail = stats.get(Counter::RejectReclaimFail),
+        /// Stores to an offset that already held an entry; the old one is dropped.
+        duplicate_entry = stats.get(Counter::DuplicateEntry),
+        /// Loads whose data failed to decompress (`CorruptPageError`).
+        decompress_fail = stats.get(Counter::DecompressFail),
+        /// Pages loaded from the pool (vmstat).
+        zswpin = stats.get(Counter::Zswpin),
+        /// Pages stored into the pool (vmstat).
+        zswpout = stats.get(Counter::Zswpout),
+        /// Pages written back from the pool (vmstat).
+        zswpwb = stats.get(Counter::Zswpwb),
+        /// Pages read from the backing file (vmstat).
+        pswpin = stats.get(Counter::Pswpin),
+        /// Pages written to the backing file (vmstat).
+        pswpout = stats.get(Counter::Pswpout),
+        /// zram: uncompressed bytes of the stored pages.
+        orig_data_size = stored * page_size,
+        /// zram: compressed bytes of the stored pages (a gauge; exact lengths,
+        /// before size-class rounding).
+        compr_data_size = stats.get(Counter::ComprDataSize),
+        /// zram: memory the pool holds, allocator overhead included.
+        mem_used_total = pool_bytes,
+    }
 }
 
 impl Stats {
@@ -156,59 +192,6 @@ impl Stats {
             sum.wrapping_add(s.0[counter as usize].load(Relaxed))
         });
         (sum as i64).max(0) as u64
-    }
-
-    /// Read every counter; `pool_bytes` and `page_size` come from the cache.
-    pub fn snapshot(&self, pool_bytes: u64, page_size: u64) -> StatsSnapshot {
-        let stored_pages = self.get(Counter::StoredPages);
-        StatsSnapshot {
-            pool_total_size: pool_bytes,
-            stored_pages,
-            same_filled_pages: self.get(Counter::SameFilledPages),
-            pool_limit_hit: self.get(Counter::PoolLimitHit),
-            written_back_pages: self.get(Counter::WrittenBackPages),
-            reject_compress_poor: self.get(Counter::RejectCompressPoor),
-            reject_compress_fail: self.get(Counter::RejectCompressFail),
-            reject_alloc_fail: self.get(Counter::RejectAllocFail),
-            reject_reclaim_fail: self.get(Counter::RejectReclaimFail),
-            duplicate_entry: self.get(Counter::DuplicateEntry),
-            decompress_fail: self.get(Counter::DecompressFail),
-            zswpin: self.get(Counter::Zswpin),
-            zswpout: self.get(Counter::Zswpout),
-            zswpwb: self.get(Counter::Zswpwb),
-            pswpin: self.get(Counter::Pswpin),
-            pswpout: self.get(Counter::Pswpout),
-            orig_data_size: stored_pages * page_size,
-            compr_data_size: self.get(Counter::ComprDataSize),
-            mem_used_total: pool_bytes,
-        }
-    }
-}
-
-impl StatsSnapshot {
-    /// Every figure as `(kernel name, value)`, in SPEC.md's order.
-    pub fn named(&self) -> [(&'static str, u64); 19] {
-        [
-            ("pool_total_size", self.pool_total_size),
-            ("stored_pages", self.stored_pages),
-            ("same_filled_pages", self.same_filled_pages),
-            ("pool_limit_hit", self.pool_limit_hit),
-            ("written_back_pages", self.written_back_pages),
-            ("reject_compress_poor", self.reject_compress_poor),
-            ("reject_compress_fail", self.reject_compress_fail),
-            ("reject_alloc_fail", self.reject_alloc_fail),
-            ("reject_reclaim_fail", self.reject_reclaim_fail),
-            ("duplicate_entry", self.duplicate_entry),
-            ("decompress_fail", self.decompress_fail),
-            ("zswpin", self.zswpin),
-            ("zswpout", self.zswpout),
-            ("zswpwb", self.zswpwb),
-            ("pswpin", self.pswpin),
-            ("pswpout", self.pswpout),
-            ("orig_data_size", self.orig_data_size),
-            ("compr_data_size", self.compr_data_size),
-            ("mem_used_total", self.mem_used_total),
-        ]
     }
 }
 
