@@ -5,6 +5,8 @@
 //! version) and checked; and what a swap file may be: refused content, the
 //! header, the lock, the page check.
 
+mod common;
+
 use std::collections::HashMap;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::PathBuf;
@@ -54,15 +56,9 @@ fn read_stamp(page: &[u8]) -> Option<(u32, u64, u64)> {
 }
 
 fn noise(seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    (0..PAGE)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 32) as u8
-        })
-        .collect()
+    let mut page = vec![0; PAGE];
+    common::Rng::new(seed).fill(&mut page);
+    page
 }
 
 fn cache(max_pool_bytes: u64) -> Zswap {

@@ -4,6 +4,8 @@
 
 mod iaa_model;
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,13 +18,10 @@ const PAGE: usize = 4096;
 
 fn page(seed: u64) -> Vec<u8> {
     let words: [&[u8]; 6] = [b"swap ", b"page ", b"zswap ", b"pool ", b"tree ", b"lru "];
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut rng = common::Rng::new(seed);
     let mut p = format!("<{seed}>").into_bytes();
     while p.len() < PAGE {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        p.extend_from_slice(words[(x % 6) as usize]);
+        p.extend_from_slice(words[rng.below(6) as usize]);
     }
     p.truncate(PAGE);
     p

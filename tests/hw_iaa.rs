@@ -3,6 +3,7 @@
 //! batching, queue limits, timeouts, streams interchangeable with the
 //! software `deflate`, and corrupt input. No IAA is needed.
 
+mod common;
 mod iaa_model;
 
 use std::path::{Path, PathBuf};
@@ -57,20 +58,11 @@ fn device_with(model: ModelConfig, config: IaaConfig) -> (ModelDevice, Iaa) {
     (dev, iaa)
 }
 
-fn xorshift(seed: u64) -> impl FnMut() -> u64 {
-    let mut x = seed | 1;
-    move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    }
-}
-
 /// Pages like anonymous memory: text, small integers, pointers, zeros with
 /// a little noise, and noise.
 fn page(kind: usize, seed: u64) -> Vec<u8> {
-    let mut r = xorshift(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) + kind as u64);
+    let mut rng = common::Rng::new(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) + kind as u64);
+    let mut r = move || rng.next();
     match kind % 5 {
         0 => {
             let words = [

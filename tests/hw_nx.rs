@@ -3,6 +3,8 @@
 //! round trips, streams interchangeable with the software `deflate` both
 //! ways, stream reuse across pages and threads, and corrupt input.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -21,13 +23,8 @@ fn zlib() -> NxGzip {
 }
 
 fn page(kind: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut r = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rng = common::Rng::new(seed);
+    let mut r = move || rng.next();
     match kind % 4 {
         0 => {
             let mut v = Vec::with_capacity(PAGE);

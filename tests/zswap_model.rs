@@ -4,6 +4,8 @@
 //! with the kernel's hysteresis, poor compression, stored) and every counter,
 //! and every load is checked byte for byte.
 
+mod common;
+
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
@@ -24,13 +26,8 @@ enum Kind {
 }
 
 fn page(kind: Kind, seed: u32) -> Vec<u8> {
-    let mut x = u64::from(seed).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut next = || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rng = common::Rng::new(u64::from(seed));
+    let mut next = || rng.next();
     match kind {
         Kind::Same => {
             let w = if seed % 3 == 0 { 0 } else { next() };

@@ -269,12 +269,11 @@ mod tests {
     use super::*;
 
     fn page(seed: u32) -> Vec<u8> {
-        let mut x = seed.wrapping_mul(0x9e37_79b9) | 1;
+        let xs = crate::testing::xorshift(u64::from(seed.wrapping_mul(0x9e37_79b9) | 1));
         (0..4096u32)
-            .map(|i| {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
+            .zip(xs)
+            .map(|(i, x)| {
+                let x = x as u32;
                 if x % 5 == 0 {
                     (x >> 24) as u8
                 } else {

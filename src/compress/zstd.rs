@@ -237,12 +237,10 @@ mod tests {
 
     /// Pages that share structure with each other, as a process's heap does.
     fn page(seed: u32) -> Vec<u8> {
-        let mut x = seed.wrapping_mul(0x9e37_79b9) | 1;
+        let mut xs = crate::testing::xorshift(u64::from(seed.wrapping_mul(0x9e37_79b9) | 1));
         let mut p = Vec::with_capacity(4096);
         while p.len() < 4096 {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
+            let x = xs.next().expect("endless") as u32;
             // A 32-byte record: a pointer-like word, a counter, a tag, noise.
             p.extend_from_slice(&(0x7f3a_5c00_0000u64 + u64::from(x & 0xfff0)).to_le_bytes());
             p.extend_from_slice(&u64::from(seed).to_le_bytes());
