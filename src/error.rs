@@ -30,6 +30,10 @@ pub enum ErrorKind {
     Backing,
     /// Stored data failed its check on load; no bytes were returned.
     Corrupt,
+    /// The OS refused something the call needs that is no one's setting: a
+    /// thread (`EAGAIN` past `RLIMIT_NPROC`), memory. The I/O error behind
+    /// it has the errno.
+    System,
 }
 
 /// The crate's error: kind, message, and the I/O error behind it if any.

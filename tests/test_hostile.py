@@ -8,6 +8,9 @@ misses."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
 import signal
 import threading
 import time
@@ -209,3 +212,36 @@ def test_ctrl_c_stops_a_big_store_many_and_says_what_was_done(z: Zswap) -> None:
     for j in range(0, loaded, max(1, loaded // 64)):
         assert out[j * PAGE : (j + 1) * PAGE] == distinct[offsets[j] % 512]
     assert not np.frombuffer(out, dtype=np.uint8)[loaded * PAGE :].any()  # nothing past it
+
+
+def test_a_thread_the_os_refuses_is_an_oserror_not_a_config_error() -> None:
+    # RLIMIT_NPROC counts the user's threads; root ignores it, so the child
+    # drops to nobody first (CI runs as root), and a limit of 1 leaves room
+    # for no thread beside its own.
+    body = textwrap.dedent(
+        """
+        import errno, os, resource, zswap_rs
+        z = zswap_rs.Zswap(max_pool_bytes=1 << 20)
+        t = z.swapon(None, pages=4)
+        if os.geteuid() == 0:
+            os.setgid(65534); os.setuid(65534)
+        resource.setrlimit(resource.RLIMIT_NPROC, (1, 1))
+        try:
+            z.shrinker_enabled = True
+        except zswap_rs.ConfigError as e:
+            raise SystemExit(f"a ConfigError: {e}")
+        except OSError as e:
+            assert e.errno == errno.EAGAIN, e
+            assert "shrinker thread" in str(e), e
+        else:
+            raise SystemExit("the thread started despite the limit")
+        # Nothing is left half done: the cache works, with no shrinker.
+        assert not z.shrinker_enabled
+        z.store(t, 0, b"x" * 4096)
+        assert z.load(t, 0) == b"x" * 4096
+        print("OUTCOME oserror")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", body], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr + out.stdout
+    assert "OUTCOME oserror" in out.stdout

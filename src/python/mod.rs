@@ -76,6 +76,11 @@ fn to_py(py: Python<'_>, e: Error) -> PyErr {
             exception(py, &BACKING_ERROR, "BackingStoreError", (errno, msg))
         }
         ErrorKind::Corrupt => exception(py, &CORRUPT_ERROR, "CorruptPageError", (msg,)),
+        // The OS's own refusal: its errno, as Python's own calls raise it.
+        ErrorKind::System => {
+            let errno = e.raw_os_error().unwrap_or(libc::EAGAIN);
+            pyo3::exceptions::PyOSError::new_err((errno, msg))
+        }
     }
 }
 

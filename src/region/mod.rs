@@ -450,7 +450,7 @@ impl Region {
                     }
                     worker.serve()
                 })
-                .map_err(|e| Error::io(ErrorKind::Config, "cannot start the fault handler", e))?;
+                .map_err(|e| Error::io(ErrorKind::System, "cannot start the fault handler", e))?;
             region.handlers.push(handler);
         }
         Ok(region)

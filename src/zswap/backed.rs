@@ -307,7 +307,7 @@ impl Zswap {
                     z.shrink_aged(age);
                 }
             })
-            .map_err(|e| Error::io(ErrorKind::Config, "cannot start the shrinker thread", e))?;
+            .map_err(|e| Error::io(ErrorKind::System, "cannot start the shrinker thread", e))?;
         *running = Some(Shrinker { stop, thread, age });
         Ok(())
     }
