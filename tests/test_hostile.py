@@ -8,10 +8,10 @@ misses."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
-import signal
 import threading
 import time
 
