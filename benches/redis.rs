@@ -186,6 +186,6 @@ fn main() {
         percentile(&lat, 0.99).as_secs_f64() * 1e6,
         lat.len()
     );
-    z.close();
+    z.close().unwrap();
     drop(server);
 }

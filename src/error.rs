@@ -30,6 +30,9 @@ pub enum ErrorKind {
     Backing,
     /// Stored data failed its check on load; no bytes were returned.
     Corrupt,
+    /// The swap area (or the cache) holds the memory of a live region:
+    /// close the region first.
+    Busy,
     /// The OS refused something the call needs that is no one's setting: a
     /// thread (`EAGAIN` past `RLIMIT_NPROC`), memory. The I/O error behind
     /// it has the errno.

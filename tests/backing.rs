@@ -538,7 +538,7 @@ fn two_caches_never_share_a_file() {
     refused(&e, libc::EBUSY);
     assert_eq!(snapshot(&path), before);
     assert_eq!(a.load(ta, 3).unwrap(), noise(3));
-    a.close();
+    a.close().unwrap();
     b.swapon_file(&path, 16, &FileOptions::default()).unwrap();
     std::fs::remove_dir_all(&d).unwrap();
 }

@@ -220,7 +220,7 @@ fn a_full_pool_writes_back_to_the_server() {
         assert_eq!(out, page(o), "{o}");
     }
     assert_eq!(backing, 1500);
-    z.close();
+    z.close().unwrap();
     assert_eq!(s.dbsize(), 0, "close deletes the area's keys");
 }
 
@@ -300,7 +300,7 @@ fn a_server_killed_mid_run_is_a_backing_error_and_loses_no_pooled_page() {
     assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
     assert_eq!(z.writeback(10).unwrap(), 10);
     assert_eq!(s2.dbsize(), 10);
-    z.close();
+    z.close().unwrap();
     assert_eq!(s2.dbsize(), 0);
 }
 

@@ -476,3 +476,31 @@ fn a_child_dropping_its_copy_leaves_the_parents_region_alone() {
         check_page(&r, i, &stamped(i, 1));
     }
 }
+
+#[test]
+fn the_cache_will_not_close_or_swap_off_under_an_open_region() {
+    let z = Arc::new(Zswap::new(config()).unwrap());
+    let other = z.swapon(8).unwrap();
+    let r = Region::on(Arc::clone(&z), 64 * PAGE, 8 * PAGE, None).unwrap();
+    for i in 0..64 {
+        write_page(&r, i, &stamped(i, 1));
+    }
+    assert!(r.stats().evictions > 0, "some pages live in the area now");
+    let e = z.close().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
+    assert!(e.to_string().contains("close the region first"), "{e}");
+    let e = z.swapoff(r.swap_type()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Busy, "{e}");
+    // Refused means nothing changed: the cache is open, every page reads
+    // back, and the other area still turns off as usual.
+    assert!(!z.is_closed());
+    for i in 0..64 {
+        check_page(&r, i, &stamped(i, 1));
+    }
+    z.swapoff(other).unwrap();
+    let t = r.swap_type();
+    r.close();
+    // The region let go of its area as it closed; then the cache closes.
+    assert!(z.area_pages(t).is_none());
+    z.close().unwrap();
+}

@@ -315,8 +315,11 @@ def test_a_cache_refuses_to_close_under_an_open_region() -> None:
     r = z.region(64 * PAGE, 4 * PAGE)
     a = np.frombuffer(r, dtype=np.uint8)
     a[:] = 5
-    with pytest.raises(zswap_rs.ZswapError, match="1 region\\(s\\) made on it are still open"):
+    with pytest.raises(zswap_rs.ZswapError, match="holds the memory of an open region"):
         z.close()
+    with pytest.raises(zswap_rs.ZswapError, match="close the region first"):
+        z.swapoff(0)  # the region's own area
+    assert not z.closed
     assert int(a.sum()) == 5 * 64 * PAGE  # evicted pages are all still there
     del a
     r.close()

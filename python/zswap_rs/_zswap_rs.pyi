@@ -72,7 +72,9 @@ class Zswap:
     def writeback(self, max_pages: int = 64) -> int:
         """Write back up to ``max_pages`` of the oldest entries now; returns how many."""
     def swapoff(self, swap_type: int) -> None:
-        """Drop every entry of ``swap_type`` and turn it off."""
+        """Drop every entry of ``swap_type`` and turn it off.
+
+        ``ZswapError``, and nothing changed, if it is the area of an open ``Region``."""
     def store(self, swap_type: int, offset: int, page: Buffer) -> StoreOutcome:
         """Store one page (exactly ``page_size`` bytes), replacing what ``offset`` held."""
     def load(self, swap_type: int, offset: int) -> bytes:
@@ -119,7 +121,10 @@ class Zswap:
         later fault on one of its evicted pages gets ``SIGBUS``.
         """
     def close(self) -> None:
-        """Swap off every area; later calls raise ``ZswapError``."""
+        """Swap off every area; later calls raise ``ZswapError``.
+
+        Refused with ``ZswapError``, and nothing changed, while a ``Region`` made on this
+        cache is open: its evicted pages live in one of the areas."""
     @property
     def closed(self) -> bool: ...
     def __enter__(self) -> Zswap: ...

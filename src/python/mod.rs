@@ -63,7 +63,7 @@ fn to_py(py: Python<'_>, e: Error) -> PyErr {
         ErrorKind::NotFound { swap_type, offset } => {
             pyo3::exceptions::PyKeyError::new_err(((swap_type, offset),))
         }
-        ErrorKind::Closed => exception(py, &ZSWAP_ERROR, "ZswapError", (msg,)),
+        ErrorKind::Closed | ErrorKind::Busy => exception(py, &ZSWAP_ERROR, "ZswapError", (msg,)),
         ErrorKind::Backing => {
             // An I/O error without an OS number (a file that is too small, of
             // the wrong kind) is EINVAL; anything else unexplained is EIO.
@@ -289,6 +289,7 @@ fn pages_arg(obj: &Bound<'_, PyAny>) -> PyResult<u64> {
 }
 
 /// A file path: a `str` or an `os.PathLike`.
+/// A path: a `str` or an `os.PathLike`, else `TypeError`.
 fn path_arg(obj: &Bound<'_, PyAny>) -> PyResult<PathBuf> {
     obj.extract().map_err(|_| {
         PyTypeError::new_err(format!(
@@ -491,8 +492,6 @@ struct Zswap {
     /// `FORKS` when it was made: another value means this is a child of a
     /// fork, where the cache must not be used (see `check_fork`).
     forks: u64,
-    /// Regions made on it (`Zswap.region`) and not closed yet.
-    regions: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Drop for Zswap {
@@ -652,7 +651,6 @@ impl Zswap {
             core: Arc::new(core),
             shrinker_age: parking_lot::Mutex::new(DEFAULT_SHRINKER_AGE),
             forks: FORKS.load(Relaxed),
-            regions: Arc::default(),
         })
     }
 
@@ -1010,25 +1008,10 @@ impl Zswap {
     /// fork it does nothing (the cache is the parent's), so that leaving a
     /// `with` block there does not fail.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
-        let regions = self.regions.load(Relaxed);
-        if regions > 0 && self.check_fork(py).is_ok() {
-            // Closing would drop the regions' evicted pages from under
-            // their mappings (their next fault would be SIGBUS).
-            return Err(exception(
-                py,
-                &ZSWAP_ERROR,
-                "ZswapError",
-                (format!(
-                    "cannot close this Zswap: {regions} region(s) made on it are still open; \
-                     close them first"
-                ),),
-            ));
-        }
         if self.check_fork(py).is_ok() {
-            run(py, || {
-                self.core.close();
-                Ok(())
-            })?;
+            // Refused (`ZswapError`) while a region made on it is open:
+            // closing would take its evicted pages from under the mapping.
+            run(py, || self.core.close())?;
         }
         Ok(())
     }

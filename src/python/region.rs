@@ -8,7 +8,7 @@
 //! thread that faults while holding it is served all the same.
 
 use std::ffi::c_int;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -17,7 +17,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::{ffi, Bound};
 
-use super::{exception, int_or_huge, run, type_name, Zswap, FORKS, ZSWAP_ERROR};
+use super::{exception, int_or_huge, path_arg, run, Zswap, FORKS, ZSWAP_ERROR};
 use crate::region::Region as Core;
 
 /// Memory of `size` bytes of which at most `budget` are resident; the rest
@@ -33,22 +33,10 @@ pub(super) struct Region {
     exports: Mutex<usize>,
     address: usize,
     size: usize,
-    /// The open regions of the `Zswap` it was made on, which counts this
-    /// one until it is closed: that cache's `close()` refuses meanwhile,
-    /// since it would take the evicted pages from under the mapping.
-    open_on: Arc<AtomicUsize>,
     /// `FORKS` when it was made (see `Zswap::check_fork`): in a child of a
     /// fork the region is not mapped (`MADV_DONTFORK`) and its handler
     /// threads do not exist, so every call says so instead.
     forks: u64,
-}
-
-impl Drop for Region {
-    fn drop(&mut self) {
-        if self.core.get_mut().take().is_some() {
-            self.open_on.fetch_sub(1, Relaxed);
-        }
-    }
 }
 
 /// A size in bytes from a Python int: `ValueError` if not positive.
@@ -57,25 +45,6 @@ fn bytes_arg(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<usize> {
     v.and_then(|v| usize::try_from(v).ok())
         .filter(|&v| v > 0)
         .ok_or_else(|| PyValueError::new_err(format!("{name} must be a positive int, got {obj}")))
-}
-
-fn path_arg(path: Option<&Bound<'_, PyAny>>) -> PyResult<Option<std::path::PathBuf>> {
-    match path {
-        None => Ok(None),
-        Some(p) if p.is_none() => Ok(None),
-        Some(p) => {
-            let fspath = p.py().import("os")?.getattr("fspath")?.call1((p,))?;
-            fspath
-                .extract::<std::path::PathBuf>()
-                .map(Some)
-                .map_err(|_| {
-                    pyo3::exceptions::PyTypeError::new_err(format!(
-                        "path must be a str or os.PathLike[str], not {}",
-                        type_name(p)
-                    ))
-                })
-        }
-    }
 }
 
 /// A region on `zswap`'s cache: what `Zswap.region()` and `Region()` share.
@@ -88,16 +57,14 @@ pub(super) fn make(
 ) -> PyResult<Region> {
     let size = bytes_arg(size, "size")?;
     let budget = bytes_arg(budget, "budget")?;
-    let path = path_arg(path)?;
+    let path = path.filter(|p| !p.is_none()).map(path_arg).transpose()?;
     let core = Arc::clone(&zswap.core);
     let region = run(py, || Core::on(core, size, budget, path.as_deref()))?;
-    zswap.regions.fetch_add(1, Relaxed);
     Ok(Region {
         address: region.as_ptr() as usize,
         size: region.len(),
         core: Mutex::new(Some(Arc::new(region))),
         exports: Mutex::new(0),
-        open_on: Arc::clone(&zswap.regions),
         forks: FORKS.load(Relaxed),
     })
 }
@@ -221,7 +188,6 @@ impl Region {
         let core = self.core.lock().take();
         drop(exports);
         if let Some(core) = core {
-            self.open_on.fetch_sub(1, Relaxed);
             run(py, || {
                 drop(core);
                 Ok(())

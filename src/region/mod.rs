@@ -405,8 +405,12 @@ impl Region {
             direct: options.direct_io,
             ..FileOptions::default()
         };
-        let swap_type = swapon(&zswap, pages as u64, options.path.as_deref(), &file)?;
         let wakeup = eventfd().map_err(|e| io_err("cannot make an eventfd", e))?;
+        let swap_type = swapon(&zswap, pages as u64, options.path.as_deref(), &file)?;
+        if let Err(e) = zswap.hold(swap_type) {
+            let _ = zswap.swapoff(swap_type);
+            return Err(e);
+        }
         let shared = Arc::new(Shared {
             zswap,
             swap_type,
@@ -552,9 +556,7 @@ impl Region {
         }
         // The mappings go when the last `Shared` does (this one, now that
         // the handler is gone); the area's entries and slots go now.
-        if !self.shared.zswap.is_closed() {
-            let _ = self.shared.zswap.swapoff(self.shared.swap_type);
-        }
+        let _ = self.shared.zswap.swapoff_held(self.shared.swap_type);
     }
 }
 

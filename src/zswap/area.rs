@@ -86,6 +86,9 @@ pub(super) struct AreaInner {
     /// LRU markers of the background shrinker, oldest first, with the time
     /// each was pushed.
     pub(super) markers: VecDeque<(Instant, u32)>,
+    /// A region's memory lives here ([`Zswap::hold`]): `swapoff` and
+    /// `close` refuse until the region lets go.
+    pub(super) held: bool,
 }
 
 /// The store behind an area and what each of its slots holds.
@@ -123,6 +126,7 @@ impl Area {
                 backing: None,
                 busy: Vec::new(),
                 markers: VecDeque::new(),
+                held: false,
             }),
             io_done: Condvar::new(),
         }

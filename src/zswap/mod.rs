@@ -326,7 +326,8 @@ pub struct Zswap {
     /// One thread at a time writes back to make room; the others wait for
     /// it and then find the room made.
     shrink_lock: Mutex<()>,
-    /// Serialises `swapon`, so two areas cannot claim one file at once.
+    /// Serialises `swapon`, so two areas cannot claim one file at once, and
+    /// `close` with a region's `hold` of its area.
     swapon_lock: Mutex<()>,
     /// The area writeback starts from next (round robin over areas).
     next_writeback: AtomicUsize,
@@ -613,14 +614,46 @@ impl Zswap {
     /// Turn off `swap_type`, dropping every entry it holds (the kernel's
     /// `zswap_swapoff`, once `invalidate_area`).
     pub fn swapoff(&self, swap_type: u32) -> Result<()> {
+        self.swapoff_checked(swap_type, false)
+    }
+
+    /// `swapoff`; `release`: also when a region holds the area (the
+    /// region's own, as it closes).
+    fn swapoff_checked(&self, swap_type: u32, release: bool) -> Result<()> {
         self.check_open()?;
         let area = self.area(swap_type)?;
         let mut inner = area.inner.lock();
         if inner.state != AreaState::On {
             return Err(self.not_on(swap_type, inner.state));
         }
+        if inner.held && !release {
+            return Err(held_error(swap_type, "swap off"));
+        }
         self.turn_off(area, &mut inner, AreaState::SwappedOff);
         Ok(())
+    }
+
+    /// Keep the area `swap_type` (on) from `swapoff` and `close` until
+    /// [`swapoff_held`](Self::swapoff_held): a region's memory lives there,
+    /// and dropping its pages would leave the region's next fault nothing
+    /// to map. Serialised with `close` by `swapon_lock`, so that a close
+    /// either sees the hold or has closed the area first (and then this
+    /// fails).
+    pub(crate) fn hold(&self, swap_type: u32) -> Result<()> {
+        let _one = self.swapon_lock.lock();
+        self.check_open()?;
+        let area = self.area(swap_type)?;
+        let mut inner = area.inner.lock();
+        if inner.state != AreaState::On {
+            return Err(self.not_on(swap_type, inner.state));
+        }
+        inner.held = true;
+        Ok(())
+    }
+
+    /// Let go of a held area and swap it off (a region closing).
+    pub(crate) fn swapoff_held(&self, swap_type: u32) -> Result<()> {
+        self.swapoff_checked(swap_type, true)
     }
 
     /// Stop an area: no new call gets in, I/O in flight finishes (and finds
@@ -643,6 +676,7 @@ impl Zswap {
         index.drain(|e| self.release(e));
         inner.markers.clear();
         inner.backing = None;
+        inner.held = false;
         inner.state = state;
     }
 
@@ -660,9 +694,18 @@ impl Zswap {
     }
 
     /// Close the cache: every area is swapped off and every later call fails
-    /// with [`ErrorKind::Closed`]. Closing twice is allowed.
-    pub fn close(&self) {
-        self.closed.store(true, Relaxed);
+    /// with [`ErrorKind::Closed`]. Closing twice is allowed. Refused, with
+    /// [`ErrorKind::Busy`] and nothing changed, while a
+    /// [`Region`](crate::Region) made on the cache is open: its memory is
+    /// in one of the areas.
+    pub fn close(&self) -> Result<()> {
+        {
+            let _one = self.swapon_lock.lock();
+            if let Some(t) = (0..MAX_SWAP_TYPES).find(|&t| self.areas[t].inner.lock().held) {
+                return Err(held_error(t as u32, "close the cache"));
+            }
+            self.closed.store(true, Relaxed);
+        }
         self.stop_shrinker();
         for area in self.areas.iter() {
             let mut inner = area.inner.lock();
@@ -672,6 +715,7 @@ impl Zswap {
             };
             self.turn_off(area, &mut inner, state);
         }
+        Ok(())
     }
 
     /// Whether [`close`](Zswap::close) was called.
@@ -1462,8 +1506,20 @@ impl Zswap {
 
 impl Drop for Zswap {
     fn drop(&mut self) {
-        self.close();
+        // No region holds an area: a region holds the cache itself.
+        let _ = self.close();
     }
+}
+
+/// The error for a call that would take a region's memory away.
+fn held_error(swap_type: u32, what: &str) -> Error {
+    Error::new(
+        ErrorKind::Busy,
+        format!(
+            "cannot {what}: swap type {swap_type} holds the memory of an open region; \
+             close the region first"
+        ),
+    )
 }
 
 #[cfg(test)]

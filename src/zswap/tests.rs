@@ -266,7 +266,7 @@ fn bad_arguments() {
         ErrorKind::InvalidArgument
     );
     assert_eq!(z.swapon(0).unwrap_err().kind(), ErrorKind::InvalidArgument);
-    z.close();
+    z.close().unwrap();
     assert_eq!(z.store(t, 0, &p).unwrap_err().kind(), ErrorKind::Closed);
 }
 
