@@ -327,7 +327,7 @@ fn main() {
             .unwrap(),
         );
         let opts = RegionOptions {
-            path: None,
+            store: Default::default(),
             spin: Some(Duration::from_micros(spin_us)),
             pinned_handlers: Some(pinned),
             direct_io: false,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -342,3 +343,71 @@ def test_a_forked_child_cannot_use_the_region_object(region: Region) -> None:
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert region.stats()["faults"] > 0
+
+
+@pytest.mark.parametrize(
+    "knobs",
+    [
+        {"handlers": 0},  # one handler, not pinned
+        {"handlers": 1, "spin": 50e-6},  # pinned to the first CPU, polling first
+        {"direct_io": True},  # the swap file opened O_DIRECT
+    ],
+)
+def test_fault_service_options_keep_every_page(knobs: dict[str, object]) -> None:
+    pages = 192
+    # A pool of 32 pages' worth: most evictions go on to the swap file.
+    with Zswap(max_pool_bytes=32 * PAGE) as z:
+        with z.region(pages * PAGE, 16 * PAGE, **knobs) as r:  # type: ignore[arg-type]
+            a = np.frombuffer(r, dtype=np.uint64)
+            want = np.arange(a.size, dtype=np.uint64) * 7 + 1
+            a[:] = want
+            try:
+                assert (a == want).all()
+                assert r.stats()["evictions"] > pages - 16
+                assert z.stats()["pswpout"] > 0
+            finally:
+                del a
+
+
+def test_bad_fault_service_options_are_value_errors() -> None:
+    bad: list[dict[str, object]] = [
+        {"handlers": -1},
+        {"handlers": 2**70},
+        {"spin": -1.0},
+        {"spin": float("nan")},
+        {"spin": float("inf")},
+    ]
+    for knobs in bad:
+        with pytest.raises(ValueError, match=str(next(iter(knobs)))):
+            Region(16 * PAGE, 4 * PAGE, **knobs)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        Region(16 * PAGE, 4 * PAGE, handlers="2")  # type: ignore[arg-type]
+    # The cache's own options still pass through, and are checked there.
+    with pytest.raises(zswap_rs.ConfigError, match="max_pool_percent"):
+        Region(16 * PAGE, 4 * PAGE, handlers=0, max_pool_percent=0)
+
+
+def test_a_region_on_redis_keeps_every_page_and_cleans_up(tmp_path: Path) -> None:
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is missing: apt-get install -y redis-server (.ci/run does)")
+    from test_redis import Server  # the Redis tests' own throwaway server
+
+    server = Server(tmp_path)
+    try:
+        pages = 256
+        with Zswap(max_pool_bytes=32 * PAGE) as z:
+            r = z.region(pages * PAGE, 16 * PAGE, path=server.url)
+            a = np.frombuffer(r, dtype=np.uint32)
+            want = np.arange(a.size, dtype=np.uint32) ^ 0x5A5A
+            a[:] = want
+            try:
+                assert server.dbsize() > 0, "pages went on to the server"
+                assert z.stats()["pswpout"] > 0
+                assert (a == want).all()
+                assert z.stats()["pswpin"] > 0, "and came back from it"
+            finally:
+                del a
+            r.close()
+            assert server.dbsize() == 0, "closing the region deleted its keys"
+    finally:
+        server.stop()

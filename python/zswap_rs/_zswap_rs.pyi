@@ -114,11 +114,20 @@ class Zswap:
         """Every counter under the kernel's names (see SPEC.md)."""
     def pool_classes(self) -> list[dict[str, int | list[int]]]:
         """Per-size-class figures, as zsmalloc's debugfs ``classes``."""
-    def region(self, size: int, budget: int, path: str | os.PathLike[str] | None = None) -> Region:
+    def region(
+        self,
+        size: int,
+        budget: int,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        direct_io: bool = False,
+        handlers: int | None = None,
+        spin: float | None = None,
+    ) -> Region:
         """A region of ``size`` bytes, at most ``budget`` resident, on this cache's pool.
 
-        Close it before the cache: ``close()`` drops every area, the region's too, and a
-        later fault on one of its evicted pages gets ``SIGBUS``.
+        ``path`` and the keyword options are ``Region``'s. Close the region before the
+        cache: the cache's ``close()`` refuses while it is open.
         """
     def close(self) -> None:
         """Swap off every area; later calls raise ``ZswapError``.
@@ -159,6 +168,19 @@ class Region:
     ``Region(size, budget, path=None, **zswap_options)`` makes a cache of its
     own with ``Zswap(**zswap_options)``; ``Zswap.region()`` shares one.
 
+    ``path`` may also be a ``redis://`` or ``redis+cluster://`` URL, as for
+    ``Zswap.swapon``: pages beyond the pool then go to Redis. The keyword
+    options choose how faults are served (the README has the figures of each):
+
+    - ``handlers``: fault handler threads, one pinned to each of the first
+      ``handlers`` CPUs (``None``, the default: one per CPU, up to 16), or ``0``
+      for one handler that is not pinned;
+    - ``spin``: seconds a handler polls for the next fault before it sleeps
+      (``None``: 0, sleep at once);
+    - ``direct_io``: open the swap file ``O_DIRECT`` (off: an eviction's write
+      lands in the page cache and the kernel writes it out, as its own swap
+      does).
+
     Untouched pages read as zeros and cost nothing. After ``os.fork()`` the
     child has no mapping at ``address`` (an access there is ``SIGSEGV``): it
     never reads wrong bytes.
@@ -169,6 +191,10 @@ class Region:
         size: int,
         budget: int,
         path: str | os.PathLike[str] | None = None,
+        *,
+        direct_io: bool = False,
+        handlers: int | None = None,
+        spin: float | None = None,
         **zswap_options: object,
     ) -> Region: ...
     @property

@@ -289,6 +289,12 @@ fn pages_arg(obj: &Bound<'_, PyAny>) -> PyResult<u64> {
 }
 
 /// A file path: a `str` or an `os.PathLike`.
+/// The URL, if `obj` is a `str` naming a Redis server or cluster.
+fn redis_url(obj: &Bound<'_, PyAny>) -> Option<String> {
+    let url = obj.extract::<String>().ok()?;
+    (url.starts_with("redis://") || url.starts_with("redis+cluster://")).then_some(url)
+}
+
 /// A path: a `str` or an `os.PathLike`, else `TypeError`.
 fn path_arg(obj: &Bound<'_, PyAny>) -> PyResult<PathBuf> {
     obj.extract().map_err(|_| {
@@ -992,16 +998,25 @@ impl Zswap {
 
     /// A region of `size` bytes with `budget` resident, on this cache's
     /// pool (see `src/python/region.rs`).
-    #[pyo3(signature = (size, budget, path = None))]
+    #[pyo3(signature = (size, budget, path = None, *, direct_io = false, handlers = None, spin = None))]
+    #[allow(clippy::too_many_arguments)]
     fn region(
         &self,
         py: Python<'_>,
         size: &Bound<'_, PyAny>,
         budget: &Bound<'_, PyAny>,
         path: Option<&Bound<'_, PyAny>>,
+        direct_io: bool,
+        handlers: Option<&Bound<'_, PyAny>>,
+        spin: Option<f64>,
     ) -> PyResult<region::Region> {
         self.check_fork(py)?;
-        region::make(py, self, size, budget, path)
+        let knobs = region::Knobs {
+            direct_io,
+            handlers,
+            spin,
+        };
+        region::make(py, self, size, budget, path, &knobs)
     }
 
     /// Swap off every area and refuse further calls. In the child of a

@@ -10,6 +10,7 @@
 use std::ffi::c_int;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyBufferError, PyValueError};
@@ -17,8 +18,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 use pyo3::{ffi, Bound};
 
-use super::{exception, int_or_huge, path_arg, run, Zswap, FORKS, ZSWAP_ERROR};
+use super::{exception, int_or_huge, path_arg, redis_url, run, Zswap, FORKS, ZSWAP_ERROR};
 use crate::region::Region as Core;
+use crate::{RedisOptions, RegionOptions, RegionStore};
 
 /// Memory of `size` bytes of which at most `budget` are resident; the rest
 /// lives compressed in its cache's pool and swap file.
@@ -47,6 +49,51 @@ fn bytes_arg(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<usize> {
         .ok_or_else(|| PyValueError::new_err(format!("{name} must be a positive int, got {obj}")))
 }
 
+/// The keyword options of `Zswap.region()` and `Region()`, as Python gave
+/// them.
+pub(super) struct Knobs<'a, 'py> {
+    pub(super) direct_io: bool,
+    pub(super) handlers: Option<&'a Bound<'py, PyAny>>,
+    pub(super) spin: Option<f64>,
+}
+
+/// The region's options from its `path` (a file, a Redis URL, or `None`)
+/// and keyword options.
+fn options(path: Option<&Bound<'_, PyAny>>, knobs: &Knobs<'_, '_>) -> PyResult<RegionOptions> {
+    let store = match path.filter(|p| !p.is_none()) {
+        None => RegionStore::TempFile,
+        Some(p) => match redis_url(p) {
+            Some(url) => RegionStore::Redis(url, RedisOptions::default()),
+            None => RegionStore::File(path_arg(p)?),
+        },
+    };
+    let pinned_handlers = match knobs.handlers {
+        None => None,
+        Some(h) if h.is_none() => None,
+        Some(h) => Some(
+            int_or_huge(h, "handlers")?
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or_else(|| {
+                    PyValueError::new_err(format!("handlers must be an int >= 0, got {h}"))
+                })?,
+        ),
+    };
+    let spin = match knobs.spin {
+        None => None,
+        Some(s) => Some(Duration::try_from_secs_f64(s).map_err(|_| {
+            PyValueError::new_err(format!(
+                "spin must be a finite number of seconds >= 0, got {s}"
+            ))
+        })?),
+    };
+    Ok(RegionOptions {
+        store,
+        spin,
+        pinned_handlers,
+        direct_io: knobs.direct_io,
+    })
+}
+
 /// A region on `zswap`'s cache: what `Zswap.region()` and `Region()` share.
 pub(super) fn make(
     py: Python<'_>,
@@ -54,12 +101,13 @@ pub(super) fn make(
     size: &Bound<'_, PyAny>,
     budget: &Bound<'_, PyAny>,
     path: Option<&Bound<'_, PyAny>>,
+    knobs: &Knobs<'_, '_>,
 ) -> PyResult<Region> {
     let size = bytes_arg(size, "size")?;
     let budget = bytes_arg(budget, "budget")?;
-    let path = path.filter(|p| !p.is_none()).map(path_arg).transpose()?;
+    let options = options(path, knobs)?;
     let core = Arc::clone(&zswap.core);
-    let region = run(py, || Core::on(core, size, budget, path.as_deref()))?;
+    let region = run(py, || Core::with_options(core, size, budget, &options))?;
     Ok(Region {
         address: region.as_ptr() as usize,
         size: region.len(),
@@ -95,15 +143,23 @@ fn closed(py: Python<'_>) -> PyErr {
 
 #[pymethods]
 impl Region {
-    /// `Region(size, budget, path=None, **zswap_options)`: a region on a
-    /// cache of its own, made with `Zswap(**zswap_options)`.
+    /// `Region(size, budget, path=None, *, direct_io=False, handlers=None,
+    /// spin=None, **zswap_options)`: a region on a cache of its own, made
+    /// with `Zswap(**zswap_options)`.
     #[new]
-    #[pyo3(signature = (size, budget, path = None, **zswap_options))]
+    #[pyo3(signature = (
+        size, budget, path = None, *, direct_io = false, handlers = None, spin = None,
+        **zswap_options
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         size: &Bound<'_, PyAny>,
         budget: &Bound<'_, PyAny>,
         path: Option<&Bound<'_, PyAny>>,
+        direct_io: bool,
+        handlers: Option<&Bound<'_, PyAny>>,
+        spin: Option<f64>,
         zswap_options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         // Arguments first, so that a bad size is a ValueError even when
@@ -114,7 +170,12 @@ impl Region {
             .get_type::<Zswap>()
             .call((), zswap_options)?
             .cast_into::<Zswap>()?;
-        make(py, z.get(), size, budget, path)
+        let knobs = Knobs {
+            direct_io,
+            handlers,
+            spin,
+        };
+        make(py, z.get(), size, budget, path, &knobs)
     }
 
     /// Bytes of the region (`len(memoryview(r))`).

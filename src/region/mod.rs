@@ -93,7 +93,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::{Config, FileOptions, StoreOutcome, Zswap, MAX_AREA_PAGES};
+use crate::{Config, FileOptions, RedisOptions, StoreOutcome, Zswap, MAX_AREA_PAGES};
 use uffd::{Msg, Uffd};
 
 /// Longest read-ahead run, in pages (128 KiB with 4 KiB pages): long enough
@@ -175,12 +175,34 @@ impl RegionStats {
     }
 }
 
+/// Where a region's pages go when its cache's pool does not keep them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum RegionStore {
+    /// A private, unlinked, sparse swap file in the temporary directory, so
+    /// that no page ever has to stay resident beyond the budget.
+    #[default]
+    TempFile,
+    /// This swap file (or block device), as [`Zswap::swapon_file`] takes it.
+    File(PathBuf),
+    /// A Redis server or cluster (`redis://host:port/db`,
+    /// `redis+cluster://host:port,...`), as [`Zswap::swapon_redis`] takes it.
+    Redis(String, RedisOptions),
+}
+
+impl RegionStore {
+    /// A file at `path`, or the private temporary file for `None`.
+    pub fn file(path: Option<&Path>) -> RegionStore {
+        path.map_or(RegionStore::TempFile, |p| {
+            RegionStore::File(p.to_path_buf())
+        })
+    }
+}
+
 /// How a region is made, beyond its size and budget.
 #[derive(Clone, Debug, Default)]
 pub struct RegionOptions {
-    /// The swap file; `None`: a private, unlinked, sparse file in the
-    /// temporary directory.
-    pub path: Option<PathBuf>,
+    /// Where its pages go beyond the pool.
+    pub store: RegionStore,
     /// How long a handler polls before sleeping; `None`: [`DEFAULT_SPIN`].
     pub spin: Option<Duration>,
     /// Handler threads: `n`, one pinned to each of the first `n` CPUs this
@@ -333,7 +355,7 @@ impl Region {
         Self::check_sizes(size, budget)?;
         let zswap = Arc::new(Zswap::new(config)?);
         let options = RegionOptions {
-            path: path.map(Path::to_path_buf),
+            store: RegionStore::file(path),
             ..RegionOptions::default()
         };
         Self::with_options(zswap, size, budget, &options)
@@ -348,7 +370,7 @@ impl Region {
         path: Option<&Path>,
     ) -> Result<Region> {
         let options = RegionOptions {
-            path: path.map(Path::to_path_buf),
+            store: RegionStore::file(path),
             ..RegionOptions::default()
         };
         Self::with_options(zswap, size, budget, &options)
@@ -406,7 +428,7 @@ impl Region {
             ..FileOptions::default()
         };
         let wakeup = eventfd().map_err(|e| io_err("cannot make an eventfd", e))?;
-        let swap_type = swapon(&zswap, pages as u64, options.path.as_deref(), &file)?;
+        let swap_type = swapon(&zswap, pages as u64, &options.store, &file)?;
         if let Err(e) = zswap.hold(swap_type) {
             let _ = zswap.swapoff(swap_type);
             return Err(e);
@@ -610,11 +632,13 @@ fn eventfd() -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Turn on the region's swap area: on `path`, or on a fresh file in the
+/// Turn on the region's swap area: on its store, or on a fresh file in the
 /// temporary directory that is unlinked at once (the area keeps it open).
-fn swapon(zswap: &Zswap, pages: u64, path: Option<&Path>, options: &FileOptions) -> Result<u32> {
-    if let Some(path) = path {
-        return zswap.swapon_file(path, pages, options);
+fn swapon(zswap: &Zswap, pages: u64, store: &RegionStore, options: &FileOptions) -> Result<u32> {
+    match store {
+        RegionStore::File(path) => return zswap.swapon_file(path, pages, options),
+        RegionStore::Redis(url, redis) => return zswap.swapon_redis(url, pages, redis),
+        RegionStore::TempFile => {}
     }
     static SERIAL: AtomicU64 = AtomicU64::new(0);
     let nanos = std::time::SystemTime::now()
