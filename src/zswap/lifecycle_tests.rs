@@ -332,3 +332,78 @@ fn concurrent_start_shrinker_calls_leave_one_thread_and_stop_stops_it() {
     z.stop_shrinker();
     assert_eq!(shrinker_threads(), 0, "a shrinker thread was left running");
 }
+
+/// lz4 as a compressor that takes pages four at a time, as IAA does, so
+/// that `store_many` goes through its chunked path.
+#[derive(Debug)]
+struct Batching(Arc<dyn Compressor>);
+
+impl Compressor for Batching {
+    fn id(&self) -> CompressorId {
+        self.0.id()
+    }
+    fn compress(&self, src: &[u8], dst: &mut [u8]) -> std::result::Result<usize, CompressError> {
+        self.0.compress(src, dst)
+    }
+    fn decompress(
+        &self,
+        src: &[u8],
+        dst: &mut [u8],
+    ) -> std::result::Result<(), crate::compress::DecompressError> {
+        self.0.decompress(src, dst)
+    }
+    fn batch_size(&self) -> usize {
+        4
+    }
+}
+
+#[test]
+fn a_batch_store_stopped_by_a_fault_reports_the_finished_prefix() {
+    let z = Zswap::new(Config::default()).unwrap();
+    let lz4 = compress::create("lz4", &compress::Options::default()).unwrap();
+    z.set_compressor_instance(Arc::new(Batching(lz4)));
+    let store = crate::testing::MemStore::new(16);
+    let t = swapon_store(&z, store.clone(), 16);
+    let text = |i: u8| -> Vec<u8> { format!("page {i} ").repeat(600)[..4096].into() };
+    let old = text(99);
+    z.store(t, 5, &old).unwrap();
+    // Noise does not compress: the pool refuses it and it goes to the
+    // store, whose slot 5 fails.
+    store.fail_at(5, true);
+    let noise = crate::testing::noise(7, 4096);
+    let pages: Vec<Vec<u8>> = vec![
+        text(0),
+        vec![0; 4096],
+        text(2),
+        noise.clone(),
+        text(4),
+        noise.clone(),
+        text(6),
+        vec![0; 4096],
+    ];
+    let offsets: Vec<u64> = (0..8).collect();
+    let mut outcomes = Vec::new();
+    let e = z
+        .store_many(t, &offsets, &pages.concat(), &mut outcomes)
+        .unwrap_err();
+    assert!(e.to_string().contains("stopped at offsets[5] = 5"), "{e}");
+    assert_eq!(
+        outcomes,
+        [
+            StoreOutcome::Stored,
+            StoreOutcome::SameFilled,
+            StoreOutcome::Stored,
+            StoreOutcome::Swapped,
+            StoreOutcome::Stored,
+        ]
+    );
+    for (o, page) in pages.iter().enumerate().take(5) {
+        assert_eq!(&z.load(t, o as u64).unwrap(), page, "offset {o}");
+    }
+    assert_eq!(
+        z.load(t, 5).unwrap(),
+        old,
+        "the failed page's offset keeps its page"
+    );
+    z.check_invariants().unwrap();
+}

@@ -232,6 +232,34 @@ enum Prepared {
     Compress(Arc<dyn Compressor>),
 }
 
+/// One chunk of a batch store on a compressor that takes several pages at
+/// once ([`Zswap::store_chunk`]): its pages and what became of each.
+struct StoreChunk<'a> {
+    offsets: &'a [u64],
+    pages: &'a [u8],
+    page_size: usize,
+    /// The outcome of each page once it is finished; `None` while it waits
+    /// for the batch compression, or if the chunk stopped before it.
+    done: Vec<Option<StoreOutcome>>,
+}
+
+impl<'a> StoreChunk<'a> {
+    fn offset(&self, i: usize) -> u32 {
+        self.offsets[i] as u32
+    }
+
+    fn page(&self, i: usize) -> &'a [u8] {
+        &self.pages[i * self.page_size..(i + 1) * self.page_size]
+    }
+
+    /// Report the finished prefix: after a fault, the pages up to the first
+    /// one not finished are done; that one and those after it count as not
+    /// stored, whatever became of them (`store_many`'s contract).
+    fn report(&self, outcomes: &mut Vec<StoreOutcome>) {
+        outcomes.extend(self.done.iter().map_while(|o| *o));
+    }
+}
+
 thread_local! {
     /// Per-thread buffer for compressed bytes, on the way into the pool or
     /// out of it. Reused for every page, so no allocation per call.
@@ -1159,65 +1187,59 @@ impl Zswap {
             return Ok(());
         }
         // A compressor that works on several pages at once (IAA) gets them
-        // together: the cheap cases are settled page by page, the rest of a
-        // chunk is compressed in one batch call, then each is put in the
-        // pool. The pool limit is checked per page before the batch, so a
-        // batch may pass it by at most `batch - 1` pages.
+        // together, a chunk of `batch` pages at a time.
         let ps = self.page_size;
-        for (chunk_offsets, chunk) in offsets.chunks(batch).zip(pages.chunks(batch * ps)) {
+        for (offsets, pages) in offsets.chunks(batch).zip(pages.chunks(batch * ps)) {
             if stop() {
                 return Ok(());
             }
-            let mut todo: Vec<usize> = Vec::with_capacity(batch);
-            let mut comp: Option<Arc<dyn Compressor>> = None;
-            let first = outcomes.len();
-            for (i, (&o, page)) in chunk_offsets.iter().zip(chunk.chunks_exact(ps)).enumerate() {
-                match self.store_prepare(at, o as u32, page) {
-                    Ok(Prepared::Done(outcome)) => outcomes.push(outcome),
-                    Ok(Prepared::Compress(c)) => {
-                        // Provisional until the page is in the pool.
-                        outcomes.push(StoreOutcome::Stored);
-                        todo.push(i);
-                        comp.get_or_insert(c);
-                    }
-                    Err(e) => {
-                        // The pages waiting to be compressed are not stored.
-                        outcomes.truncate(first + todo.first().map_or(i, |&t| t));
-                        return Err(e);
-                    }
-                }
-            }
-            let Some(comp) = comp else { continue };
-            let srcs: Vec<&[u8]> = todo.iter().map(|&i| &chunk[i * ps..(i + 1) * ps]).collect();
-            let mut results = vec![Ok(0); todo.len()];
-            let stored: Vec<_> = with_scratch(todo.len() * 2 * ps, |bufs| {
-                let mut dsts: Vec<&mut [u8]> = bufs.chunks_mut(2 * ps).collect();
-                comp.compress_batch(&srcs, &mut dsts, &mut results);
-                todo.iter()
-                    .zip(results)
-                    .zip(bufs.chunks(2 * ps))
-                    .map(|((&i, result), buf)| {
-                        let o = chunk_offsets[i] as u32;
-                        self.store_compressed(at, o, comp.id(), result, buf)
-                    })
-                    .collect()
-            });
-            for (&i, r) in todo.iter().zip(stored) {
-                let o = chunk_offsets[i] as u32;
-                let outcome = r.and_then(|r| match r {
-                    Ok(()) => Ok(StoreOutcome::Stored),
-                    Err(why) => self.not_taken(at, o, &chunk[i * ps..(i + 1) * ps], why),
-                });
-                match outcome {
-                    Ok(outcome) => outcomes[first + i] = outcome,
-                    Err(e) => {
-                        outcomes.truncate(first + i);
-                        return Err(e);
-                    }
+            let mut chunk = StoreChunk {
+                offsets,
+                pages,
+                page_size: ps,
+                done: vec![None; offsets.len()],
+            };
+            let result = self.store_chunk(at, &mut chunk);
+            chunk.report(outcomes);
+            result?;
+        }
+        Ok(())
+    }
+
+    /// Store one chunk of a batch in three steps: settle the cheap cases
+    /// page by page (same-filled, refused, swapped out, the pool full),
+    /// compress the rest in one batch call, then put each in the pool. The
+    /// pool limit is checked per page while settling, so a chunk may pass
+    /// it by at most `batch - 1` pages.
+    fn store_chunk(&self, at: AreaRef<'_>, chunk: &mut StoreChunk<'_>) -> Result<()> {
+        let mut todo: Vec<usize> = Vec::with_capacity(chunk.offsets.len());
+        let mut comp: Option<Arc<dyn Compressor>> = None;
+        for i in 0..chunk.offsets.len() {
+            match self.store_prepare(at, chunk.offset(i), chunk.page(i))? {
+                Prepared::Done(outcome) => chunk.done[i] = Some(outcome),
+                Prepared::Compress(c) => {
+                    todo.push(i);
+                    comp.get_or_insert(c);
                 }
             }
         }
-        Ok(())
+        let Some(comp) = comp else { return Ok(()) };
+        let ps = chunk.page_size;
+        let srcs: Vec<&[u8]> = todo.iter().map(|&i| chunk.page(i)).collect();
+        let mut results = vec![Ok(0); todo.len()];
+        with_scratch(todo.len() * 2 * ps, |bufs| {
+            let mut dsts: Vec<&mut [u8]> = bufs.chunks_mut(2 * ps).collect();
+            comp.compress_batch(&srcs, &mut dsts, &mut results);
+            for ((&i, result), buf) in todo.iter().zip(results).zip(bufs.chunks(2 * ps)) {
+                let o = chunk.offset(i);
+                let outcome = match self.store_compressed(at, o, comp.id(), result, buf)? {
+                    Ok(()) => StoreOutcome::Stored,
+                    Err(why) => self.not_taken(at, o, chunk.page(i), why)?,
+                };
+                chunk.done[i] = Some(outcome);
+            }
+            Ok(())
+        })
     }
 
     /// Load the pages at `offsets` into one buffer, page `i` from
