@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType
 
 __all__ = [
     "Debugfs",
@@ -90,6 +90,19 @@ def _shielded() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+class _Change:
+    """A change to the machine, made on entering a `with` block and taken back
+    by `undo()` on leaving it, however it is left, with SIGINT and SIGTERM held
+    until the machine is as it was."""
+
+    def undo(self) -> None:
+        raise NotImplementedError
+
+    def __exit__(self, *exc: object) -> None:
+        with _shielded():
+            self.undo()
 
 
 def shielded_call(fn: Callable[..., object], *args: object) -> None:
@@ -230,7 +243,7 @@ def kernel_compressor(name: str) -> str | None:
     return f"{why}; /proc/crypto offers: {have or 'no compressor at all'}"
 
 
-class ZswapParameters:
+class ZswapParameters(_Change):
     """Every zswap module parameter as it was on entry, put back on exit.
 
     Restoring writes only what differs, with `enabled` last, so that zswap is
@@ -283,16 +296,7 @@ class ZswapParameters:
                     f"the kernel's zswap fell back from {want} to {self.get('compressor')}"
                 )
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        with _shielded():
-            self.restore()
-
-    def restore(self) -> None:
+    def undo(self) -> None:
         failed = []
         order = [n for n in self.saved if n != "enabled"] + ["enabled"]
         with contextlib.suppress(MachineError, OSError):
@@ -356,7 +360,7 @@ def find_memory_hierarchy() -> tuple[int, Path]:
     raise MachineError("no memory cgroup controller is mounted (neither v1 nor v2)")
 
 
-class MemoryCgroup:
+class MemoryCgroup(_Change):
     """A fresh memory cgroup with a hard limit, removed on exit with whatever ran in it.
 
     Processes join it through `preexec` (in the child between fork and exec),
@@ -387,7 +391,7 @@ class MemoryCgroup:
                         _write(self.path / name, "max")
             self._procs_fd = os.open(self.path / "cgroup.procs", os.O_WRONLY)
         except BaseException:
-            self._remove()
+            self.undo()
             raise
         return self
 
@@ -446,16 +450,7 @@ class MemoryCgroup:
             return [int(p) for p in _read(self.path / "cgroup.procs").split()]
         return []
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        with _shielded():
-            self._remove()
-
-    def _remove(self) -> None:
+    def undo(self) -> None:
         if self._procs_fd is not None:
             os.close(self._procs_fd)
             self._procs_fd = None
@@ -480,7 +475,7 @@ class MemoryCgroup:
 # swap file
 
 
-class SwapFile:
+class SwapFile(_Change):
     """A swap file of this run's own: allocated, mkswap'd, swapon'd at the highest priority.
 
     On exit: swapoff, then removed. The file is allocated with
@@ -501,7 +496,7 @@ class SwapFile:
             self._create()
         except BaseException:
             with _shielded():
-                self._remove()
+                self.undo()
             raise
         return self
 
@@ -530,20 +525,11 @@ class SwapFile:
                 return area.used_kib
         return 0
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        with _shielded():
-            self._remove()
-
     def _active(self) -> bool:
         real = os.path.realpath(self.path)
         return any(os.path.realpath(a.path) == real for a in active_swaps())
 
-    def _remove(self) -> None:
+    def undo(self) -> None:
         error = None
         # Ask the kernel, not only our flag: a Ctrl-C that landed while
         # swapon(8) ran may have left the file on without our knowing.
@@ -576,7 +562,7 @@ def _run_tool(argv: list[str]) -> None:
 # debugfs: the kernel zswap's pool size
 
 
-class Debugfs:
+class Debugfs(_Change):
     """The kernel's debugfs, mounted for the run where it was not, unmounted after.
 
     Only for `pool_total_size` (/sys/kernel/debug/zswap): the one place the
@@ -607,18 +593,17 @@ class Debugfs:
         except (OSError, ValueError):
             return None
 
-    def __exit__(self, *exc: object) -> None:
+    def undo(self) -> None:
         if not self._mounted:
             return
-        with _shielded():
-            if not self._is_mounted():
-                self._mounted = False
-                return
-            try:
-                _run_tool(["umount", str(self.root)])
-            except MachineError:
-                _run_tool(["umount", "-l", str(self.root)])  # busy: detach it now
+        if not self._is_mounted():
             self._mounted = False
+            return
+        try:
+            _run_tool(["umount", str(self.root)])
+        except MachineError:
+            _run_tool(["umount", "-l", str(self.root)])  # busy: detach it now
+        self._mounted = False
 
 
 # --------------------------------------------------------------------------
