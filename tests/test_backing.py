@@ -110,20 +110,6 @@ def test_file_errors_are_typed(swapdir: Path) -> None:
             z.swapon(swapdir / "other", pages=10, disk_mbps=-1)
 
 
-@pytest.fixture
-def full_fs(tmp_path: Path) -> Iterator[Path]:
-    """A 256 KiB tmpfs: a real filesystem that fills up."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], check=True)
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
 def test_enospc_on_swap_out_loses_nothing(full_fs: Path) -> None:
     with Zswap(max_pool_bytes=64 << 20) as z:
         t = z.swapon(full_fs / "swap", pages=1000)

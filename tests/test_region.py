@@ -256,20 +256,6 @@ def test_an_unprivileged_user_gets_a_config_error_or_a_working_region() -> None:
     assert "OUTCOME" in out.stdout
 
 
-@pytest.fixture
-def full_fs(tmp_path: Path) -> Iterator[Path]:
-    """A 256 KiB tmpfs: a swap file there fills up after about 60 pages."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root (CI runs as root)")
-    mnt = tmp_path / "small"
-    mnt.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mnt)], check=True)
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
-
-
 def test_a_full_swap_file_keeps_pages_resident_and_says_so(full_fs: Path) -> None:
     pages = 192
     with Zswap(max_pool_bytes=64 << 20) as z:
