@@ -606,3 +606,101 @@ fn the_cache_compacts_by_itself() {
         s.compr_data_size
     );
 }
+
+/// A compressor whose first decompression waits, inside the decoder, until
+/// the test lets it go: a load then sits in the middle of decompressing.
+#[derive(Debug)]
+struct Gated {
+    inner: Arc<dyn zswap_rs::compress::Compressor>,
+    entered: std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl zswap_rs::compress::Compressor for Gated {
+    fn id(&self) -> zswap_rs::compress::CompressorId {
+        self.inner.id()
+    }
+    fn compress(
+        &self,
+        src: &[u8],
+        dst: &mut [u8],
+    ) -> Result<usize, zswap_rs::compress::CompressError> {
+        self.inner.compress(src, dst)
+    }
+    fn decompress(
+        &self,
+        src: &[u8],
+        dst: &mut [u8],
+    ) -> Result<(), zswap_rs::compress::DecompressError> {
+        let first = self.entered.lock().unwrap().take();
+        if let Some(entered) = first {
+            entered.send(()).unwrap();
+            let _ = self
+                .release
+                .lock()
+                .unwrap()
+                .recv_timeout(std::time::Duration::from_secs(60));
+        }
+        self.inner.decompress(src, dst)
+    }
+}
+
+/// A load holds no pool lock while it decompresses, so a store into the
+/// same size class, and a load of another object of it, go ahead
+/// meanwhile. (Decompressing straight from the object held its class lock
+/// shared for the whole decompression: a store into the class waited for
+/// it, and loads queued behind that store.)
+#[test]
+fn a_decompression_holds_up_no_store_or_load_of_its_class() {
+    use std::sync::mpsc::channel;
+    use std::time::Duration;
+    use zswap_rs::{Config, Zswap};
+
+    // Entries are decoded by the first instance of their compressor id the
+    // cache used: start on another compressor, so the gated lz4 is it.
+    let z = Zswap::new(Config {
+        compressor: "zstd".into(),
+        max_pool_bytes: Some(1 << 30),
+        ..Config::default()
+    })
+    .unwrap();
+    let (entered_tx, entered) = channel();
+    let (release, release_rx) = channel();
+    let lz4 = zswap_rs::compress::create("lz4", &Default::default()).unwrap();
+    z.set_compressor_instance(Arc::new(Gated {
+        inner: lz4,
+        entered: std::sync::Mutex::new(Some(entered_tx)),
+        release: std::sync::Mutex::new(release_rx),
+    }));
+    let t = z.swapon(16).unwrap();
+    // One page content throughout: every object is in one size class.
+    let page = page_of(1200, 5);
+    z.store(t, 0, &page).unwrap();
+    z.store(t, 1, &page).unwrap();
+    let class = z.pool_classes().iter().filter(|c| c.obj_used > 0).count();
+    assert_eq!(class, 1, "both objects in one class");
+    let z = &z;
+    std::thread::scope(|s| {
+        let loader = s.spawn(move || z.load(t, 0).unwrap());
+        entered.recv_timeout(Duration::from_secs(60)).unwrap();
+        // The loader is inside the decoder now. Each of these must finish
+        // without it; a stuck one would wait for the 60 s gate.
+        let (done_tx, done) = channel();
+        s.spawn(move || {
+            for off in 2..16 {
+                z.store(t, off, &page).unwrap();
+            }
+            z.store(t, 1, &page_of(1200, 6)).unwrap();
+            let back = z.load(t, 1).unwrap();
+            done_tx.send(back).unwrap();
+        });
+        let got = done.recv_timeout(Duration::from_secs(20));
+        release.send(()).unwrap();
+        assert!(
+            got.is_ok(),
+            "stores and a load of the class waited for a decompression"
+        );
+        assert!(got.unwrap() == page_of(1200, 6));
+        assert!(loader.join().unwrap() == page_of(1200, 5));
+    });
+}

@@ -5,9 +5,9 @@
 //! compressed outside every lock into a per-thread two-page buffer, refused
 //! if it came to more than `max_compression_ratio` percent of a page,
 //! copied into a pool object, and entered in
-//! its area's red-black tree and LRU. A load decompresses straight from the
-//! pool object, holding only that object's size-class lock, shared with other
-//! loads (the area lock is dropped once the object is pinned).
+//! its area's red-black tree and LRU. A load copies the pool object out
+//! into the same per-thread buffer under its area lock and its size-class
+//! lock (shared with other loads), and decompresses it with no lock held.
 //!
 //! # Locks
 //!
@@ -40,12 +40,10 @@
 //! written by two threads at once. A claim is released even when its I/O
 //! panics (see `area.rs`).
 //!
-//! Every pool object is allocated, written and freed with its owning
-//! area's lock held, and read either under it or under its class lock taken
-//! while the area lock was held: that is what lets compaction move an
-//! object and rewrite its handle in the index safely, holding its owner's
-//! area lock (found by the tag the object carries) and then its class lock. A load that decompresses under a class lock
-//! takes no other lock until it lets go.
+//! Every pool object is allocated, written, read and freed with its owning
+//! area's lock held: that is what lets compaction move an object and
+//! rewrite its handle in the index safely, holding its owner's area lock
+//! (found by the tag the object carries) and then its class lock.
 //!
 //! Anything learned before taking the area lock (the area is on, the offset
 //! is in range, what the entry was) is checked again after taking it: the
@@ -981,9 +979,8 @@ impl Zswap {
     }
 
     /// Serve `entry` from the pool. Called with the area lock held; the
-    /// object is decompressed in place under its size-class lock, the area
-    /// lock dropped first (an exclusive load copies the bytes out instead,
-    /// since the object goes at once).
+    /// object's bytes are copied out under its size-class lock and
+    /// decompressed with no lock held.
     fn load_entry(
         &self,
         at: AreaRef<'_>,
@@ -1004,34 +1001,33 @@ impl Zswap {
             return Ok(LoadSource::SameFilled);
         }
         let (handle, len) = unpack(entry.value);
-        let decoded = if exclusive {
-            with_scratch(len, |buf| {
-                self.pool.read(handle, buf);
-                // The compressed bytes are in `buf` now; the object can go.
+        // The compressed bytes are copied out under the object's size-class
+        // lock (taken shared under the area lock: the lock order), then
+        // both locks are let go and the copy is decompressed. Decompressing
+        // in place held the class lock for the whole decompression, and a
+        // store into that class (most pages land in a handful) waited for
+        // it, with loads queued behind the store: a thread loading beside
+        // one storing spun into about one `sched_yield` per store. The copy
+        // reads the object once, in a stream; the decompression's own reads
+        // of it would have taken the same misses.
+        let decoded = with_scratch(len, |buf| {
+            self.pool.read(handle, buf);
+            if exclusive {
+                // The object can go: its bytes are in `buf`.
                 inner.index.remove_at(entry.id);
                 self.release(entry);
-                drop(inner);
-                let decoded = self.decompress(entry.tag, buf, out);
-                if decoded.is_err() {
-                    // Put the bytes back so that the failure leaves the cache
-                    // as it was, unless a newer page took the slot meanwhile.
-                    self.restore_exclusive(at, offset, entry.tag, buf);
-                }
-                decoded
-            })
-        } else {
-            // Zero-copy: decompress straight from the pool object. Its size
-            // class lock, taken shared under the area lock (the lock order),
-            // pins the object: a free or a compaction move of it needs that
-            // lock exclusive, while other loads of the class go on.
-            // The area lock is dropped first so other offsets of the area
-            // are not held up by the decompression.
-            inner.index.touch(entry.id);
-            self.pool.with_object(handle, len, |src| {
-                drop(inner);
-                self.decompress(entry.tag, src, out)
-            })
-        };
+            } else {
+                inner.index.touch(entry.id);
+            }
+            drop(inner);
+            let decoded = self.decompress(entry.tag, buf, out);
+            if decoded.is_err() && exclusive {
+                // Put the bytes back so that the failure leaves the cache
+                // as it was, unless a newer page took the slot meanwhile.
+                self.restore_exclusive(at, offset, entry.tag, buf);
+            }
+            decoded
+        });
         if let Err(e) = decoded {
             self.stats.inc(Counter::DecompressFail);
             return Err(Error::new(
