@@ -54,11 +54,16 @@
 //! One [`parking_lot::RwLock`] per size class protects that class's
 //! zspages, their grouping and the bytes of its objects; objects of
 //! different classes never contend. Reading an object takes it shared, so
-//! any number of threads decompress objects of one class at once;
-//! allocation, free, write and compaction take it exclusive. (A mutex here
-//! made two threads loading from one pool run at 1.04x one thread's rate,
-//! since a load holds the lock for its whole decompression:
-//! `cargo bench --bench store_load`, "two threads loading".)
+//! any number of threads read objects of one class at once; allocation,
+//! free, write and compaction take it exclusive. Most compressed pages
+//! land in a handful of classes, so nothing slow happens under a class
+//! lock: zswap copies an object out ([`Pool::read`]) and decompresses the
+//! copy unlocked, and a new zspage's memory is made and faulted in before
+//! the lock is taken. (Decompressing under the shared lock made stores
+//! into the class wait for it, and loads queue behind those stores: one
+//! thread loading beside one storing made about 90,000 `sched_yield`
+//! calls in parking_lot's spin-wait per 82,000 stores and 410,000 loads;
+//! a few thousand since.)
 //! [`Pool::total_bytes`] and the per-class object counts are atomics,
 //! written under the exclusive lock and read without it. A separate mutex
 //! serialises compactions; it is taken before any class lock, and before
@@ -474,12 +479,25 @@ impl Pool {
                 return Ok(h);
             }
         }
+        // No free slot: make the new zspage's memory before locking, so
+        // that other threads' allocations, frees and reads of the class do
+        // not wait while its pages fault in. If another thread added a
+        // zspage meanwhile, the memory is dropped after unlocking. (If the
+        // heap refuses, the class tries again under the lock, and fails
+        // there if it still needs the zspage.)
+        let mut mem = if sc.room.load(Relaxed) {
+            None
+        } else {
+            zspage::zspage_memory(sc.zspage_bytes).ok()
+        };
         let mut st = sc.state.write();
-        let (id, obj, created) = st.alloc_write(data, tag)?;
+        let (id, obj, created) = st.alloc_write(data, tag, &mut mem)?;
         if created {
             self.total_bytes.fetch_add(sc.zspage_bytes as u64, Relaxed);
         }
         self.publish(sc, &st);
+        drop(st);
+        drop(mem);
         Ok(Handle::new(c, id, obj))
     }
 
@@ -559,10 +577,10 @@ impl Pool {
     }
 
     /// Runs `f` on the first `len` bytes of the object with the class lock
-    /// held shared (a zero-copy read, e.g. to decompress in place): other
-    /// reads of the class run meanwhile, changes to it wait. `f` must not
-    /// call this pool: a shared lock taken again behind a waiting writer
-    /// deadlocks.
+    /// held shared (a zero-copy read): other reads of the class run
+    /// meanwhile, changes to it wait for `f`, so keep `f` short (a copy,
+    /// not a decompression). `f` must not call this pool: a shared lock
+    /// taken again behind a waiting writer deadlocks.
     ///
     /// # Panics
     /// If `len` is larger than the object's class size, and as

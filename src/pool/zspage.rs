@@ -85,6 +85,20 @@ pub const TAG_BYTES: usize = 8;
 /// it (only [`super::Pool::compact`], whose caller presents every handle).
 pub const NO_OWNER: u64 = u64::MAX;
 
+/// Zeroed memory for one zspage of `bytes` bytes, every page of it
+/// written. A pool that grows takes fresh memory from the OS, so its first
+/// write to each page is a page fault (the kernel clears the page and
+/// charges it); made before the class lock is taken, that work runs while
+/// other threads use the class, instead of holding them up.
+pub fn zspage_memory(bytes: usize) -> Result<Box<[u8]>, AllocError> {
+    let mut mem: Vec<u8> = Vec::new();
+    mem.try_reserve_exact(bytes)
+        .map_err(|_| AllocError::OutOfMemory)?;
+    // Filling writes every byte, so every page is faulted in here.
+    mem.resize(bytes, 0);
+    Ok(mem.into_boxed_slice())
+}
+
 /// What a class's lock protects: its zspages and their grouping.
 #[derive(Debug)]
 pub struct ClassState {
@@ -290,14 +304,19 @@ impl ClassState {
         Some(self.heads[g as usize])
     }
 
-    /// Allocates a new, empty, unlisted zspage and returns its id.
-    fn new_zspage(&mut self) -> Result<u32, AllocError> {
-        let mut mem: Vec<u8> = Vec::new();
-        mem.try_reserve_exact(self.zspage_bytes)
-            .map_err(|_| AllocError::OutOfMemory)?;
-        mem.resize(self.zspage_bytes, 0);
+    /// Adds a new, empty, unlisted zspage and returns its id. Its memory
+    /// is `mem` if the caller made it beforehand ([`zspage_memory`], with
+    /// no lock held), else made here.
+    fn new_zspage(&mut self, mem: &mut Option<Box<[u8]>>) -> Result<u32, AllocError> {
+        let mem = match mem.take() {
+            Some(mem) => {
+                debug_assert_eq!(mem.len(), self.zspage_bytes);
+                mem
+            }
+            None => zspage_memory(self.zspage_bytes)?,
+        };
         let zs = ZsPage {
-            mem: mem.into_boxed_slice(),
+            mem,
             prev: NONE,
             next: NONE,
             inuse: 0,
@@ -388,12 +407,23 @@ impl ClassState {
     /// Allocates a slot tagged `tag`: in the fullest zspage with room, else
     /// in a new zspage. Returns `(zspage id, slot, whether a zspage was
     /// created)`.
-    #[inline]
+    #[cfg(test)]
     pub fn alloc(&mut self, tag: u64) -> Result<(u32, u16, bool), AllocError> {
+        self.alloc_in(tag, &mut None)
+    }
+
+    /// As `alloc`; a new zspage takes its memory from `mem` if it holds
+    /// some (which is then `None`).
+    #[inline]
+    fn alloc_in(
+        &mut self,
+        tag: u64,
+        mem: &mut Option<Box<[u8]>>,
+    ) -> Result<(u32, u16, bool), AllocError> {
         let (id, created) = match self.fullest_with_room() {
             Some(id) => (id, false),
             None => {
-                let id = self.new_zspage()?;
+                let id = self.new_zspage(mem)?;
                 // Listed as nearly empty; take_slot regroups it.
                 self.link(id, 0);
                 (id, true)
@@ -430,7 +460,7 @@ impl ClassState {
         if !self.has_room() {
             return None;
         }
-        let (id, obj, created) = self.alloc_write(data, tag).ok()?;
+        let (id, obj, created) = self.alloc_write(data, tag, &mut None).ok()?;
         debug_assert!(!created);
         Some((id, obj))
     }
@@ -541,11 +571,17 @@ impl ClassState {
     }
 
     /// Allocates a slot as `alloc` does and copies `data` (at most the
-    /// capacity) to its start.
+    /// capacity) to its start. A new zspage takes its memory from `mem` if
+    /// it holds some (which is then `None`).
     #[inline]
-    pub fn alloc_write(&mut self, data: &[u8], tag: u64) -> Result<(u32, u16, bool), AllocError> {
+    pub fn alloc_write(
+        &mut self,
+        data: &[u8],
+        tag: u64,
+        mem: &mut Option<Box<[u8]>>,
+    ) -> Result<(u32, u16, bool), AllocError> {
         debug_assert!(data.len() <= self.capacity());
-        let (id, obj, created) = self.alloc(tag)?;
+        let (id, obj, created) = self.alloc_in(tag, mem)?;
         self.slot_of(id, obj)[..data.len()].copy_from_slice(data);
         Ok((id, obj, created))
     }
