@@ -126,13 +126,28 @@ impl crate::compress::Compressor for Gate {
 }
 
 /// A backing store in memory whose writes fail at chosen slots (`EFBIG`,
-/// as past a file size limit), for the tests of what the cache does when
-/// a store fails part of the way.
+/// as past a file size limit), or everywhere as an unreachable server's
+/// do (`ECONNREFUSED`), for the tests of what the cache does when a store
+/// fails part of the way. It takes writeback batches of the size it is
+/// told (1 by default, as a file), and can hold the next `write_many`
+/// until the test lets it go ([`MemStore::hold_next_write`]).
 #[derive(Debug)]
 pub struct MemStore {
     pages: parking_lot::Mutex<std::collections::HashMap<u64, Vec<u8>>>,
     failing: parking_lot::Mutex<std::collections::HashSet<u64>>,
     slots: u64,
+    batch: std::sync::atomic::AtomicUsize,
+    down: std::sync::atomic::AtomicBool,
+    /// `write_many` calls so far.
+    calls: std::sync::atomic::AtomicUsize,
+    hold: parking_lot::Mutex<HoldState>,
+    hold_changed: parking_lot::Condvar,
+}
+
+#[derive(Debug, Default)]
+struct HoldState {
+    armed: bool,
+    held: bool,
 }
 
 impl MemStore {
@@ -142,7 +157,54 @@ impl MemStore {
             pages: Default::default(),
             failing: Default::default(),
             slots,
+            batch: std::sync::atomic::AtomicUsize::new(1),
+            down: Default::default(),
+            calls: Default::default(),
+            hold: Default::default(),
+            hold_changed: Default::default(),
         })
+    }
+
+    /// Take writeback batches of `pages` (its `write_batch_hint`).
+    pub fn set_batch_hint(&self, pages: usize) {
+        self.batch
+            .store(pages, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Fail every write (`true`) with `ECONNREFUSED`, as a server that is
+    /// down, or succeed again.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How many times `write_many` was called.
+    pub fn write_many_calls(&self) -> usize {
+        self.calls.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Stop the next `write_many`, before it writes anything, until
+    /// [`release_write`](MemStore::release_write).
+    pub fn hold_next_write(&self) {
+        self.hold.lock().armed = true;
+    }
+
+    /// Wait until a `write_many` is held.
+    pub fn wait_write_held(&self) {
+        let mut h = self.hold.lock();
+        while !h.held {
+            self.hold_changed.wait(&mut h);
+        }
+    }
+
+    /// Let the held `write_many` go on.
+    pub fn release_write(&self) {
+        self.hold.lock().held = false;
+        self.hold_changed.notify_all();
+    }
+
+    /// The page in `slot`, if any, as the store holds it.
+    pub fn page(&self, slot: u64) -> Option<Vec<u8>> {
+        self.pages.lock().get(&slot).cloned()
     }
 
     /// Make writes to `slot` fail (`true`) or succeed again.
@@ -169,7 +231,36 @@ impl crate::backing::BackingStore for MemStore {
     fn describe(&self) -> String {
         "memory".into()
     }
+    fn write_batch_hint(&self) -> usize {
+        self.batch.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    fn write_many(
+        &self,
+        slots: &[u64],
+        pages: &[u8],
+        checks: &mut Vec<u32>,
+    ) -> std::io::Result<()> {
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut h = self.hold.lock();
+        if h.armed {
+            h.armed = false;
+            h.held = true;
+            self.hold_changed.notify_all();
+            while h.held {
+                self.hold_changed.wait(&mut h);
+            }
+        }
+        drop(h);
+        for (&slot, page) in slots.iter().zip(pages.chunks_exact(4096)) {
+            checks.push(self.write(slot, page)?);
+        }
+        Ok(())
+    }
     fn write(&self, slot: u64, page: &[u8]) -> std::io::Result<u32> {
+        if self.down.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(std::io::Error::from_raw_os_error(libc::ECONNREFUSED));
+        }
         if self.failing.lock().contains(&slot) {
             // A partial write: the slot's old bytes are gone.
             self.pages.lock().insert(slot, vec![0xee; page.len()]);

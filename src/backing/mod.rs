@@ -61,6 +61,8 @@ use crate::error::{Error, Result};
 ///   all zeros: no unchecked byte ever reaches the caller.
 /// - Errors of the OS keep their errno (`ENOSPC`, `EIO`, `EFBIG`): the
 ///   caller tells them apart.
+/// - A store that cannot be reached at all says so with one of the errnos
+///   of [`is_store_down`], so that writeback stops trying slot after slot.
 /// - Nothing it does may panic on bad data.
 pub trait BackingStore: Send + Sync + fmt::Debug {
     /// How many slots it has; slot numbers are `0..slots()`.
@@ -90,6 +92,15 @@ pub trait BackingStore: Send + Sync + fmt::Debug {
             checks.push(self.write(slot, page)?);
         }
         Ok(())
+    }
+
+    /// How many pages writeback hands [`write_many`](Self::write_many) at
+    /// once, at most. The default, 1, suits a store where every page is its
+    /// own system call anyway (a file): a bigger batch would save nothing
+    /// and only keep more slots claimed for longer. A store whose batch
+    /// shares one round trip (a server) says how many it sends per trip.
+    fn write_batch_hint(&self) -> usize {
+        1
     }
 
     /// Read `slot` into `out` and verify it against `check`, the value its
@@ -128,6 +139,32 @@ pub fn page_check(area_id: u64, slot: u64, page: &[u8]) -> u32 {
     let crc = crc32c::crc32c(&area_id.to_le_bytes());
     let crc = crc32c::crc32c_append(crc, &slot.to_le_bytes());
     crc32c::crc32c_append(crc, page)
+}
+
+/// Whether `e`, from a store, says the store as a whole cannot be reached
+/// (its server down, the connection refused, reset, or timed out) rather
+/// than that one slot failed. Writeback then stops for the call: every
+/// other slot would wait out the same timeout, or be refused the same way.
+/// A store reports such faults with these errnos (`ETIMEDOUT`,
+/// `ECONNREFUSED`, `ECONNRESET`, `ECONNABORTED`, `ENOTCONN`, `EPIPE`,
+/// `EHOSTUNREACH`, `ENETUNREACH`, `ENETDOWN`, `EHOSTDOWN`), none of which
+/// a write to a regular file returns.
+pub fn is_store_down(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::ETIMEDOUT
+                | libc::ECONNREFUSED
+                | libc::ECONNRESET
+                | libc::ECONNABORTED
+                | libc::ENOTCONN
+                | libc::EPIPE
+                | libc::EHOSTUNREACH
+                | libc::ENETUNREACH
+                | libc::ENETDOWN
+                | libc::EHOSTDOWN
+        )
+    )
 }
 
 /// The error a store returns when a page fails its check.

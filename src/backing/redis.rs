@@ -429,6 +429,11 @@ impl BackingStore for RedisStore {
         self.describe.clone()
     }
 
+    /// One pipeline: the pages of a batch share a round trip.
+    fn write_batch_hint(&self) -> usize {
+        PIPELINE_PAGES
+    }
+
     fn write(&self, slot: u64, page: &[u8]) -> io::Result<u32> {
         let mut checks = Vec::with_capacity(1);
         self.write_many(&[slot], page, &mut checks)?;

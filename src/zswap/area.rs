@@ -224,7 +224,8 @@ impl Area {
         }
     }
 
-    /// Claim every one of `offsets`, none of them claimed, for one I/O.
+    /// Claim every one of `offsets`, none of them claimed, for one I/O (a
+    /// discard, a writeback batch).
     pub(super) fn claim_many<'g, 'a>(
         &'g self,
         inner: &'g mut MutexGuard<'a, AreaInner>,
@@ -256,7 +257,7 @@ impl Area {
 /// What a [`Claim`] holds.
 enum Claimed {
     One(u32),
-    /// A discard's slots.
+    /// A discard's or a writeback batch's slots.
     Many(Vec<u32>),
 }
 
@@ -330,15 +331,18 @@ impl Drop for Claim<'_, '_> {
 }
 
 impl Claim<'_, '_> {
-    /// Whether the (one) claimed slot was overtaken so far.
-    pub(super) fn is_overtaken(&self) -> bool {
-        match &self.slots {
-            Claimed::One(offset) => self
-                .inner
-                .busy
-                .iter()
-                .any(|c| c.offset == *offset && c.overtaken),
-            Claimed::Many(_) => false,
-        }
+    /// Whether `offset`, one of the claimed slots, was overtaken so far.
+    pub(super) fn is_overtaken(&self, offset: u32) -> bool {
+        debug_assert!(
+            match &self.slots {
+                Claimed::One(o) => *o == offset,
+                Claimed::Many(offsets) => offsets.contains(&offset),
+            },
+            "slot {offset} is not in this claim"
+        );
+        self.inner
+            .busy
+            .iter()
+            .any(|c| c.offset == offset && c.overtaken)
     }
 }
