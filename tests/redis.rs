@@ -440,6 +440,43 @@ fn the_store_pipelines_and_refuses_bad_input() {
 }
 
 #[test]
+fn packed_pages_go_as_they_are_only_if_they_decode_to_the_page() {
+    use zswap_rs::compress::CompressorId;
+    let s = Server::start(&[]);
+    let store = RedisStore::open(&s.url(), 10, PAGE, &quick()).unwrap();
+    let (p0, p1) = (page(0), page(1));
+    let (z0, z1) = (
+        lz4_flex::block::compress(&p0),
+        lz4_flex::block::compress(&p1),
+    );
+    // Slot 0 with its own bytes; slot 1 with slot 0's bytes (a mismatch);
+    // slot 2 with bytes of a format the store does not decode.
+    let packed = [
+        Some((CompressorId::Lz4, &z0[..])),
+        Some((CompressorId::Lz4, &z0[..])),
+        Some((CompressorId::Zstd, &z1[..])),
+    ];
+    let pages = [p0.clone(), p1.clone(), p1.clone()].concat();
+    let mut checks = Vec::new();
+    store
+        .write_many_packed(&[0, 1, 2], &pages, &packed, &mut checks)
+        .unwrap();
+    let id = area_id_of(&s);
+    let value = |slot: u64| -> Vec<u8> { s.cmd(&["GET", &format!("zswap:{id:016x}:{slot}")]) };
+    assert_eq!(value(0), [&[1u8][..], &z0].concat(), "sent as it was");
+    assert_ne!(value(1), [&[1u8][..], &z0].concat(), "compressed anew");
+    let mut out = vec![0u8; PAGE];
+    for (slot, want) in [(0u64, &p0), (1, &p1), (2, &p1)] {
+        store.read(slot, checks[slot as usize], &mut out).unwrap();
+        assert_eq!(&out, want, "slot {slot}");
+    }
+    let e = store
+        .write_many_packed(&[3, 4], &pages[..2 * PAGE], &packed[..1], &mut checks)
+        .unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+}
+
+#[test]
 fn a_cluster_spreads_an_area_over_its_masters() {
     let nodes: Vec<Server> = (0..3)
         .map(|_| {

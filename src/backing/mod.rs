@@ -30,6 +30,7 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
+use crate::compress::CompressorId;
 use crate::error::{Error, Result};
 
 /// A store of `slots()` page-sized slots behind one swap area.
@@ -92,6 +93,26 @@ pub trait BackingStore: Send + Sync + fmt::Debug {
             checks.push(self.write(slot, page)?);
         }
         Ok(())
+    }
+
+    /// [`write_many`](Self::write_many), told each page's compressed form
+    /// where the cache has it (writeback has the pool's bytes): `packed[i]`,
+    /// if `Some((id, bytes))`, is `pages[i]` as compressor `id` compressed
+    /// it; `packed` is empty or `slots.len()` long. A store that keeps pages
+    /// compressed may send those bytes instead of compressing again, if it
+    /// can decode that format itself: the check is still that of
+    /// `pages[i]` ([`page_check`]), and a read must still verify the page
+    /// it decodes, so bytes that did not match the page could only fail
+    /// their check, never reach the caller. The default ignores `packed`.
+    fn write_many_packed(
+        &self,
+        slots: &[u64],
+        pages: &[u8],
+        packed: &[Option<(CompressorId, &[u8])>],
+        checks: &mut Vec<u32>,
+    ) -> io::Result<()> {
+        let _ = packed;
+        self.write_many(slots, pages, checks)
     }
 
     /// How many pages writeback hands [`write_many`](Self::write_many) at

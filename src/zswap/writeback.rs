@@ -8,7 +8,9 @@
 //! and not under I/O, [`Index::lru_oldest_where`](crate::index::Index::lru_oldest_where)),
 //! claim their slots and copy their compressed bytes out of the pool;
 //! decompress them and hand them to the store in one
-//! [`write_many`](BackingStore::write_many), no lock held; commit under the
+//! [`write_many_packed`](BackingStore::write_many_packed) (the pages, with
+//! the pool's bytes beside them for a store that sends pages compressed),
+//! no lock held; commit under the
 //! lock again, where each entry leaves the pool only if nothing overtook it
 //! meanwhile. How many entries make a batch is the store's
 //! [`write_batch_hint`](BackingStore::write_batch_hint): one for a file,
@@ -38,6 +40,7 @@ use super::backed::io_error;
 use super::TAG_SAME_FILLED;
 use super::{unpack, with_scratch, AreaState, Counter, Error, ErrorKind, Result, Zswap};
 use crate::backing::{is_store_down, BackingStore};
+use crate::compress::CompressorId;
 use crate::index::EntryRef;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -246,6 +249,7 @@ impl Zswap {
             claim.unlocked(|| {
                 let mut sent = Vec::with_capacity(b.entries.len());
                 let mut slots = Vec::with_capacity(b.entries.len());
+                let mut packed = Vec::with_capacity(b.entries.len());
                 let mut from = 0;
                 for (e, &len) in b.entries.iter().zip(&lens) {
                     let src = &compressed[from..from + len];
@@ -255,6 +259,7 @@ impl Zswap {
                         Ok(()) => {
                             sent.push(Ok(slots.len()));
                             slots.push(u64::from(e.key));
+                            packed.push(CompressorId::from_bits(e.tag).map(|id| (id, src)));
                         }
                         Err(why) => sent.push(Err(Error::new(
                             ErrorKind::Corrupt,
@@ -267,7 +272,10 @@ impl Zswap {
                 }
                 let mut checks = Vec::with_capacity(slots.len());
                 let pages = &pages[..slots.len() * page_size];
-                let mut error = b.store.write_many(&slots, pages, &mut checks).err();
+                let mut error = b
+                    .store
+                    .write_many_packed(&slots, pages, &packed, &mut checks)
+                    .err();
                 if checks.len() > slots.len() || (error.is_none() && checks.len() < slots.len()) {
                     // A store that breaks its contract: trust none of it
                     // past what it can have written.
