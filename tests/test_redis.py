@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -129,3 +130,57 @@ def test_bad_redis_arguments_are_typed() -> None:
         z.swapon("redis+cluster://", pages=8)
     with pytest.raises(ValueError, match="disk_mbps"):
         z.swapon("redis://127.0.0.1:1/0", pages=8, disk_mbps=10.0)
+
+
+def test_timeouts_are_taken_in_seconds_and_a_stopped_server_fails_fast(
+    server: Server,
+) -> None:
+    z = Zswap(max_pool_bytes=64 << 20)
+    t = z.swapon(server.url, pages=100, connect_timeout=0.3, io_timeout=0.3)
+    for o in range(20):
+        z.store(t, o, text_page(o))
+    assert z.writeback(5) == 5
+    server.proc.send_signal(signal.SIGSTOP)
+    try:
+        # The default timeout is 2 s: a reply given up on sooner is ours.
+        started = time.monotonic()
+        with pytest.raises(zswap_rs.BackingStoreError) as e:
+            z.load(t, 0)
+        assert e.value.errno == errno.ETIMEDOUT
+        assert time.monotonic() - started < 1.5
+        # Writeback stops at its first timeout; the pages stay in the pool.
+        started = time.monotonic()
+        with pytest.raises(zswap_rs.BackingStoreError) as e:
+            z.writeback(10)
+        assert e.value.errno == errno.ETIMEDOUT
+        assert time.monotonic() - started < 1.5
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+    for o in range(5, 20):
+        assert z.load(t, o) == text_page(o)
+    assert z.writeback(10) == 10
+    z.close()
+
+
+@pytest.mark.parametrize("bad", [0, 0.0, -1.0, 1e-300, float("nan"), float("inf"), 3601.0])
+def test_bad_timeouts_are_config_errors(bad: float) -> None:
+    z = Zswap()
+    # Checked before connecting: nothing listens on this port.
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    with pytest.raises(zswap_rs.ConfigError, match="connect_timeout"):
+        z.swapon(url, pages=8, connect_timeout=bad)
+    with pytest.raises(zswap_rs.ConfigError, match="io_timeout"):
+        z.swapon(url, pages=8, io_timeout=bad)
+    assert z.swapon(None, pages=8) == 0, "no area was taken"
+
+
+def test_timeouts_apply_to_redis_only(tmp_path: Path) -> None:
+    z = Zswap()
+    with pytest.raises(ValueError, match="redis"):
+        z.swapon(tmp_path / "swap", pages=8, io_timeout=1.0)
+    with pytest.raises(ValueError, match="redis"):
+        z.swapon(None, pages=8, connect_timeout=1.0)
+    with pytest.raises(TypeError):
+        z.swapon("redis://127.0.0.1:1/0", pages=8, io_timeout="1")  # type: ignore[arg-type]
+    assert not (tmp_path / "swap").exists()
+    assert z.swapon(None, pages=8) == 0, "no area was taken"

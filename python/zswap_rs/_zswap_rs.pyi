@@ -47,6 +47,8 @@ class Zswap:
         *,
         direct: bool = True,
         disk_mbps: float | None = None,
+        connect_timeout: float | None = None,
+        io_timeout: float | None = None,
     ) -> int:
         """Turn on a swap area of ``pages`` slots; returns its swap type.
 
@@ -62,10 +64,14 @@ class Zswap:
         A ``path`` of ``"redis://host:port/db"`` backs the area with a Redis
         server, ``"redis+cluster://host:port,host:port,..."`` with a Redis
         Cluster: pages travel lz4-compressed under keys named by the area's random
-        id, and ``swapoff`` and ``close`` delete them. A server that is down, slow
-        past its timeout (2 s) or full (``maxmemory``) raises ``BackingStoreError``
+        id, and ``swapoff`` and ``close`` delete them. ``connect_timeout`` bounds
+        the wait for a connection and ``io_timeout`` for each reply, in seconds
+        (2 each by default; above 0, at most 3600, else ``ConfigError``; only for a
+        Redis URL, else ``ValueError``). A server that is down, slow past its
+        timeout or full (``maxmemory``) raises ``BackingStoreError``
         (``ECONNREFUSED``/``ECONNRESET``, ``ETIMEDOUT``, ``ENOSPC``) and the page
-        stays where it was; a key lost or changed raises ``CorruptPageError``.
+        stays where it was; writeback stops at the first such fault. A key lost
+        or changed raises ``CorruptPageError``.
         """
     def backing_info(self, swap_type: int) -> dict[str, object] | None:
         """The backing file of ``swap_type`` (path, pages, direct, disk_mbps, used_slots)."""

@@ -22,7 +22,7 @@ mod header;
 mod redis;
 mod target;
 
-pub use self::redis::{RedisOptions, RedisStore};
+pub use self::redis::{RedisOptions, RedisStore, MAX_REDIS_TIMEOUT_SECS};
 pub use file::{mkswap, SwapFile};
 pub use header::{MAGIC, PROBE_BYTES, VERSION};
 

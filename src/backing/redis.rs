@@ -67,21 +67,22 @@ impl Default for RedisOptions {
 /// The longest timeout [`RedisOptions::from_secs`] takes, in seconds: an
 /// hour. A store or load waits that long at most for a server that does
 /// not answer; longer is no timeout anyone means.
-pub const MAX_TIMEOUT_SECS: f64 = 3600.0;
+pub const MAX_REDIS_TIMEOUT_SECS: f64 = 3600.0;
 
 impl RedisOptions {
     /// Timeouts from seconds, as a user gives them: each a finite number
     /// above zero (of at least a nanosecond) and at most
-    /// [`MAX_TIMEOUT_SECS`]; anything else is an [`ErrorKind::Config`]
-    /// error naming the bad one, never a panic.
+    /// [`MAX_REDIS_TIMEOUT_SECS`](crate::backing::MAX_REDIS_TIMEOUT_SECS);
+    /// anything else is an [`ErrorKind::Config`] error naming the bad one,
+    /// never a panic.
     pub fn from_secs(connect_timeout: f64, io_timeout: f64) -> Result<RedisOptions> {
         let duration = |name: &str, secs: f64| {
-            (secs.is_finite() && secs > 0.0 && secs <= MAX_TIMEOUT_SECS)
+            (secs.is_finite() && secs > 0.0 && secs <= MAX_REDIS_TIMEOUT_SECS)
                 .then(|| Duration::from_secs_f64(secs))
                 .filter(|d| !d.is_zero())
                 .ok_or_else(|| {
                     Error::config(format!(
-                        "{name} must be a positive number of seconds up to {MAX_TIMEOUT_SECS}, got {secs}"
+                        "{name} must be a positive number of seconds up to {MAX_REDIS_TIMEOUT_SECS}, got {secs}"
                     ))
                 })
         };

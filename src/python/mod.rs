@@ -662,8 +662,13 @@ impl Zswap {
 
     /// Turn on a swap area of `pages` slots and return its swap type; with
     /// a `path`, backed by that file (or block device), or by a Redis server
-    /// or cluster for a `redis://` or `redis+cluster://` URL.
-    #[pyo3(signature = (path = None, pages = None, *, direct = true, disk_mbps = None))]
+    /// or cluster for a `redis://` or `redis+cluster://` URL, with its
+    /// timeouts in seconds (2 each by default).
+    #[pyo3(signature = (
+        path = None, pages = None, *, direct = true, disk_mbps = None,
+        connect_timeout = None, io_timeout = None,
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn swapon(
         &self,
         py: Python<'_>,
@@ -671,6 +676,8 @@ impl Zswap {
         pages: Option<&Bound<'_, PyAny>>,
         direct: bool,
         disk_mbps: Option<f64>,
+        connect_timeout: Option<f64>,
+        io_timeout: Option<f64>,
     ) -> PyResult<u32> {
         self.check_fork(py)?;
         let Some(pages) = pages else {
@@ -679,19 +686,30 @@ impl Zswap {
             ));
         };
         let pages = pages_arg(pages)?;
+        let url = path
+            .and_then(|p| p.extract::<String>().ok())
+            .filter(|u| u.starts_with("redis://") || u.starts_with("redis+cluster://"));
+        if url.is_none() && (connect_timeout.is_some() || io_timeout.is_some()) {
+            return Err(PyValueError::new_err(
+                "connect_timeout and io_timeout apply to a redis:// area only",
+            ));
+        }
         let Some(path) = path else {
             return self.core.swapon(pages).map_err(|e| to_py(py, e));
         };
-        if let Ok(url) = path.extract::<String>() {
-            if url.starts_with("redis://") || url.starts_with("redis+cluster://") {
-                if disk_mbps.is_some() {
-                    return Err(PyValueError::new_err(
-                        "disk_mbps applies to a file, not Redis",
-                    ));
-                }
-                let options = crate::RedisOptions::default();
-                return run(py, || self.core.swapon_redis(&url, pages, &options));
+        if let Some(url) = url {
+            if disk_mbps.is_some() {
+                return Err(PyValueError::new_err(
+                    "disk_mbps applies to a file, not Redis",
+                ));
             }
+            let defaults = crate::RedisOptions::default();
+            let options = crate::RedisOptions::from_secs(
+                connect_timeout.unwrap_or(defaults.connect_timeout.as_secs_f64()),
+                io_timeout.unwrap_or(defaults.io_timeout.as_secs_f64()),
+            )
+            .map_err(|e| to_py(py, e))?;
+            return run(py, || self.core.swapon_redis(&url, pages, &options));
         }
         let path = path_arg(path)?;
         if let Some(mbps) = disk_mbps {
