@@ -533,3 +533,131 @@ fn a_cluster_spreads_an_area_over_its_masters() {
     let sizes: Vec<u64> = nodes.iter().map(|s| s.dbsize()).collect();
     assert_eq!(sizes, [0, 0, 0], "swapoff deletes on every master");
 }
+
+/// A page that says which version of which offset it is.
+fn stamped(offset: u64, version: u64) -> Vec<u8> {
+    let mut p = Vec::with_capacity(PAGE);
+    let mut i = 0u64;
+    while p.len() < PAGE {
+        p.extend_from_slice(format!("[offset {offset} version {version} word {i}]").as_bytes());
+        i += 1;
+    }
+    p.truncate(PAGE);
+    p
+}
+
+/// The (offset, version) a page says it is, if it is a whole stamped page.
+fn read_stamp(page: &[u8]) -> Option<(u64, u64)> {
+    let text = String::from_utf8_lossy(&page[..48]);
+    let mut parts = text.strip_prefix("[offset ")?.split(' ');
+    let o = parts.next()?.parse().ok()?;
+    parts.next()?; // "version"
+    let v = parts.next()?.parse().ok()?;
+    (stamped(o, v) == page).then_some((o, v))
+}
+
+/// Batched writeback racing stores, loads and invalidates of the same
+/// offsets: owners store new versions of theirs and read each back at
+/// once, a reader checks that versions never go back, a writeback thread
+/// keeps emptying the pool in batches of 64, and the pool is so small that
+/// stores fill it and write back too. At the end every offset holds its latest version
+/// or, invalidated, nothing.
+#[test]
+fn batched_writeback_races_lose_nothing_and_resurrect_nothing() {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+    let s = Server::start(&[]);
+    let z = cache(24 << 10);
+    let t = z.swapon_redis(&s.url(), 64, &quick()).unwrap();
+    const OWNERS: u64 = 4;
+    const PER_OWNER: u64 = 8;
+    const ROUNDS: u64 = 200;
+    let latest: Vec<AtomicU64> = (0..64).map(|_| AtomicU64::new(u64::MAX)).collect();
+    let done = AtomicBool::new(false);
+    let version_page = |o: u64, v: u64| {
+        if v % 7 == 3 {
+            noise(o * 1000 + v)
+        } else {
+            stamped(o, v)
+        }
+    };
+    std::thread::scope(|sc| {
+        let owners: Vec<_> = (0..OWNERS)
+            .map(|w| {
+                let (z, latest, version_page) = (&z, &latest, &version_page);
+                sc.spawn(move || {
+                    for v in 0..ROUNDS {
+                        for o in w * PER_OWNER..(w + 1) * PER_OWNER {
+                            let page = version_page(o, v);
+                            let out = z.store(t, o, &page).unwrap();
+                            assert!(
+                                matches!(out, StoreOutcome::Stored | StoreOutcome::Swapped),
+                                "{out:?}"
+                            );
+                            latest[o as usize].store(v, SeqCst);
+                            assert!(z.load(t, o).unwrap() == page, "offset {o} version {v}");
+                            if v % 11 == 5 {
+                                assert!(z.invalidate(t, o).unwrap());
+                                latest[o as usize].store(u64::MAX, SeqCst);
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        sc.spawn(|| {
+            let mut seen = std::collections::HashMap::new();
+            let mut i = 0;
+            while !done.load(SeqCst) {
+                let o = i % (OWNERS * PER_OWNER);
+                i += 7;
+                match z.load(t, o) {
+                    Ok(page) => {
+                        if let Some((po, pv)) = read_stamp(&page) {
+                            assert_eq!(po, o, "page of another slot served");
+                            let last = seen.entry(o).or_insert(pv);
+                            assert!(pv >= *last, "offset {o}: version {pv} after {last}");
+                            *last = pv;
+                        }
+                    }
+                    Err(e) => assert!(
+                        matches!(e.kind(), ErrorKind::NotFound { .. }),
+                        "offset {o}: {e}"
+                    ),
+                }
+            }
+        });
+        sc.spawn(|| {
+            while !done.load(SeqCst) {
+                z.writeback(64).unwrap();
+            }
+        });
+        let results: Vec<_> = owners.into_iter().map(|h| h.join()).collect();
+        done.store(true, SeqCst);
+        for r in results {
+            if let Err(panic) = r {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    });
+    for o in 0..OWNERS * PER_OWNER {
+        match (latest[o as usize].load(SeqCst), z.load(t, o)) {
+            (u64::MAX, Err(e)) => assert!(matches!(e.kind(), ErrorKind::NotFound { .. }), "{e}"),
+            (u64::MAX, Ok(_)) => panic!("offset {o} was invalidated and came back"),
+            (v, Ok(page)) => assert!(page == version_page(o, v), "offset {o} is not version {v}"),
+            (v, Err(e)) => panic!("offset {o} lost version {v}: {e}"),
+        }
+    }
+    let stats = z.stats();
+    assert!(stats.written_back_pages > 64, "{stats:?}");
+    assert!(stats.pool_limit_hit > 0, "full pools wrote back too: {stats:?}");
+    for o in 0..64 {
+        z.invalidate(t, o).unwrap();
+    }
+    let stats = z.stats();
+    assert_eq!(
+        (stats.stored_pages, stats.pool_total_size),
+        (0, 0),
+        "{stats:?}"
+    );
+    assert_eq!(z.backing_info(t).unwrap().unwrap().used_slots, 0);
+}
