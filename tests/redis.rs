@@ -649,7 +649,10 @@ fn batched_writeback_races_lose_nothing_and_resurrect_nothing() {
     }
     let stats = z.stats();
     assert!(stats.written_back_pages > 64, "{stats:?}");
-    assert!(stats.pool_limit_hit > 0, "full pools wrote back too: {stats:?}");
+    assert!(
+        stats.pool_limit_hit > 0,
+        "full pools wrote back too: {stats:?}"
+    );
     for o in 0..64 {
         z.invalidate(t, o).unwrap();
     }
