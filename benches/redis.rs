@@ -189,6 +189,23 @@ fn main() {
     println!("RedisStore::write_many x{PIPELINE} (own lz4): {store_pps:>10.0} pages/s");
     println!("Zswap::writeback, batches of {batch:<3}    {wb_pps:>10.0} pages/s  (bar: >= 50,000)");
     let (z, ty) = kept.expect("ROUNDS > 0");
+    // What writeback actually put on the server (the pool's bytes), beside
+    // the size the redis-benchmark rows were given.
+    let mut c = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("zswap:*").query(&mut c).unwrap();
+    let sample = &keys[..keys.len().min(1000)];
+    let mut bytes = 0usize;
+    for k in sample {
+        bytes += redis::cmd("STRLEN").arg(k).query::<usize>(&mut c).unwrap();
+    }
+    println!(
+        "values written back: {} B on average ({} keys sampled; redis-benchmark -d {d})",
+        bytes / sample.len(),
+        sample.len()
+    );
 
     // Load latency of a written-back page (GET + lz4 + check).
     let mut out = vec![0u8; PAGE];
