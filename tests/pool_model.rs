@@ -456,9 +456,11 @@ fn compaction_runs_by_itself_and_holds_the_bar_at_any_time() {
             let ratio = pool.total_bytes() as f64 / o.held as f64;
             worst = worst.max(ratio);
             // The bar holds from 10 MiB; below that, each class's last,
-            // partly used zspage still costs more than the bar allows
-            // (1.17x to 1.27x between 4 and 10 MiB here).
-            let bar = if o.held >= 10 << 20 { 1.15 } else { 1.30 };
+            // partly used zspage still costs more than the bar allows:
+            // up to 1.16x growing and 1.185x shrinking between 4 and
+            // 10 MiB here (1.29x before cross-class steps passed over
+            // classes they could not empty).
+            let bar = if o.held >= 10 << 20 { 1.15 } else { 1.20 };
             assert!(
                 ratio <= bar,
                 "{what} op {i}: {} pool bytes for {} held = {ratio:.4} (bar {bar})",
@@ -508,8 +510,10 @@ fn compaction_runs_by_itself_and_holds_the_bar_at_any_time() {
 /// Small pools: a pool of 2 MiB of objects spread over every class. Each
 /// class alone would open an 8-page zspage for a handful of objects;
 /// placing an object in a larger class's free slot instead, and steps that
-/// empty sparse zspages into other classes, keep it at 1.3x to 1.4x (1.66x
-/// without; still above the 1.15x that larger pools meet).
+/// empty sparse zspages into other classes, keep it at 1.23x to 1.32x
+/// (1.66x without either; 1.30x to 1.41x while a step that could not
+/// empty the sparsest class stopped them all; still above the 1.15x that
+/// larger pools meet).
 #[test]
 fn a_small_pool_is_not_mostly_empty_zspages() {
     for seed in 0..4 {
@@ -534,7 +538,7 @@ fn a_small_pool_is_not_mostly_empty_zspages() {
             ratio
         );
         // Without the fallback placement: 1.66x on seed 0.
-        assert!(ratio <= 1.45, "seed {seed}: {ratio:.4}");
+        assert!(ratio <= 1.35, "seed {seed}: {ratio:.4}");
         o.check_bytes(&pool);
     }
 }
@@ -552,8 +556,10 @@ fn page_of(random: usize, seed: u64) -> Vec<u8> {
 /// invalidations. 9000 pages go in (about 14 MiB compressed), one in three
 /// is invalidated again at random, then 6000 more replace random old ones;
 /// the pool is checked after every call and every page read back at the end.
-/// Asserted from 10 MiB compressed: at 4 MiB this run reaches 1.18x while
-/// growing (each class's last zspage), above the bar.
+/// Asserted from 4 MiB compressed, as the bar says: this run reaches
+/// 1.143x there while growing (each class's last, partly used zspage); it
+/// reached 1.18x before cross-class steps passed over classes they could
+/// not empty.
 #[test]
 fn the_cache_compacts_by_itself() {
     use zswap_rs::{Config, Zswap};
@@ -568,7 +574,7 @@ fn the_cache_compacts_by_itself() {
     let mut worst: f64 = 0.0;
     let mut check = |z: &Zswap, i: u64| {
         let s = z.stats();
-        if s.compr_data_size >= 10 << 20 {
+        if s.compr_data_size >= 4 << 20 {
             let ratio = s.mem_used_total as f64 / s.compr_data_size as f64;
             worst = worst.max(ratio);
             assert!(ratio <= 1.15, "op {i}: {ratio:.4}");
@@ -601,7 +607,7 @@ fn the_cache_compacts_by_itself() {
     }
     let s = z.stats();
     println!(
-        "cache: worst {worst:.4} once >= 10 MiB compressed; now {:.4} at {} compressed bytes",
+        "cache: worst {worst:.4} once >= 4 MiB compressed; now {:.4} at {} compressed bytes",
         s.mem_used_total as f64 / s.compr_data_size as f64,
         s.compr_data_size
     );
