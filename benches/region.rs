@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use zswap_rs::region::uffd::{self, Msg, Uffd};
-use zswap_rs::{compress, Config, Region, RegionOptions, Zswap};
+use zswap_rs::{compress, Config, FaultMode, Region, RegionOptions, Zswap};
 
 const PAGE: usize = 4096;
 
@@ -317,8 +317,27 @@ fn main() {
         };
         row(&name, &f, "");
     }
-    // Unpinned: one handler on any CPU; pinned: the default, one per CPU.
+    // Unpinned: one handler on any CPU; pinned: the default, one per CPU;
+    // then no handler at all, each fault served by the faulting thread.
+    let mut modes: Vec<(String, RegionOptions)> = Vec::new();
     for (spin_us, pinned) in [(0u64, 0usize), (50, 0), (0, 1), (0, 2), (50, 2)] {
+        let name = match pinned {
+            0 => format!("region, spin {spin_us} us"),
+            n => format!("region, {n} pinned, spin {spin_us} us"),
+        };
+        let opts = RegionOptions {
+            spin: Some(Duration::from_micros(spin_us)),
+            pinned_handlers: Some(pinned),
+            ..RegionOptions::default()
+        };
+        modes.push((name, opts));
+    }
+    let signal = RegionOptions {
+        faults: FaultMode::Signal,
+        ..RegionOptions::default()
+    };
+    modes.push(("region, signal mode (SIGBUS)".into(), signal));
+    for (name, opts) in &modes {
         let z = Arc::new(
             Zswap::new(Config {
                 max_pool_bytes: Some((n * PAGE) as u64),
@@ -326,24 +345,14 @@ fn main() {
             })
             .unwrap(),
         );
-        let opts = RegionOptions {
-            store: Default::default(),
-            spin: Some(Duration::from_micros(spin_us)),
-            pinned_handlers: Some(pinned),
-            direct_io: false,
-        };
-        let r = Region::with_options(z, n * PAGE, budget * PAGE, &opts).expect("region");
+        let r = Region::with_options(z, n * PAGE, budget * PAGE, opts).expect("region");
         let ph = run_phases(r.as_ptr(), n, &src, &order);
         let s = r.stats();
         let extra = format!(
             "faults {} wp {} prefetched {} clean evictions {}/{}",
             s.faults, s.wp_faults, s.prefetched, s.clean_evictions, s.evictions
         );
-        let name = match pinned {
-            0 => format!("region, spin {spin_us} us"),
-            n => format!("region, {n} pinned, spin {spin_us} us"),
-        };
-        row(&name, &ph, &extra);
+        row(name, &ph, &extra);
     }
     // A pool of an eighth of the data, so that most evictions go to the
     // swap file: buffered (the default) against O_DIRECT.

@@ -51,7 +51,7 @@ mod python;
 
 pub use backing::{FileOptions, RedisOptions};
 pub use error::{Error, ErrorKind, Result};
-pub use region::{userfaultfd_status, Region, RegionOptions, RegionStats, RegionStore};
+pub use region::{userfaultfd_status, FaultMode, Region, RegionOptions, RegionStats, RegionStore};
 pub use stats::StatsSnapshot;
 pub use zswap::{
     same_filled_word, shrinker_age_from_secs, BackingInfo, Config, LoadSource, Percent, Reject,

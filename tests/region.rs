@@ -10,7 +10,7 @@ use std::os::unix::process::CommandExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use zswap_rs::{Config, ErrorKind, Region, RegionOptions, Zswap};
+use zswap_rs::{Config, ErrorKind, FaultMode, Region, RegionOptions, Zswap};
 
 const PAGE: usize = 4096;
 
@@ -503,4 +503,109 @@ fn the_cache_will_not_close_or_swap_off_under_an_open_region() {
     // The region let go of its area as it closed; then the cache closes.
     assert!(z.area_pages(t).is_none());
     z.close().unwrap();
+}
+
+fn signal_mode() -> RegionOptions {
+    RegionOptions {
+        faults: FaultMode::Signal,
+        ..RegionOptions::default()
+    }
+}
+
+#[test]
+fn signal_mode_keeps_every_page_under_pressure() {
+    let z = Arc::new(Zswap::new(config()).unwrap());
+    let n = 256;
+    let r = Region::with_options(z, n * PAGE, 16 * PAGE, &signal_mode()).unwrap();
+    for i in 0..n {
+        write_page(&r, i, &stamped(i, 1));
+    }
+    for round in 0..2 {
+        for i in (0..n).rev() {
+            check_page(&r, i, &stamped(i, 1));
+        }
+        assert!(r.resident_bytes() <= r.budget(), "round {round}");
+    }
+    let s = r.stats();
+    assert!(s.evictions > n as u64 && s.clean_evictions > 0, "{s:?}");
+    assert_eq!(s.fault_errors, 0);
+}
+
+#[test]
+fn signal_mode_threads_writing_counters_lose_nothing() {
+    let z = Arc::new(Zswap::new(config()).unwrap());
+    counters_under_eviction(
+        Region::with_options(z, 256 * PAGE, 24 * PAGE, &signal_mode()).unwrap(),
+    );
+}
+
+#[test]
+fn signal_mode_syscalls_on_unmapped_pages_fail_with_efault() {
+    let z = Arc::new(Zswap::new(config()).unwrap());
+    let n = 64;
+    let r = Region::with_options(z, n * PAGE, 8 * PAGE, &signal_mode()).unwrap();
+    for i in 0..n {
+        write_page(&r, i, &stamped(i, 1));
+    }
+    // Page 0 was evicted long ago: the kernel cannot raise a signal for
+    // its own access, so write(2) from it fails, as documented.
+    let f = tempfile_in_var_tmp("signal-efault");
+    // SAFETY: one page inside the region, alive for the call.
+    let rc = unsafe { libc::write(std::os::fd::AsRawFd::as_raw_fd(&f), r.as_ptr().cast(), PAGE) };
+    let err = std::io::Error::last_os_error();
+    assert_eq!((rc, err.raw_os_error()), (-1, Some(libc::EFAULT)));
+    // Touched first by the program, the page is mapped and the call works.
+    check_page(&r, 0, &stamped(0, 1));
+    // SAFETY: as above.
+    let rc = unsafe { libc::write(std::os::fd::AsRawFd::as_raw_fd(&f), r.as_ptr().cast(), PAGE) };
+    assert_eq!(rc, PAGE as isize);
+}
+
+/// A SIGBUS that is not a region's fault still ends the process with SIGBUS
+/// once signal mode's handler is installed: this binary again, touching a
+/// file mapping past the end of its file.
+#[test]
+fn signal_mode_passes_other_sigbus_on() {
+    if std::env::var_os("ZSWAP_REGION_SIGBUS_CHILD").is_some() {
+        let z = Arc::new(Zswap::new(config()).unwrap());
+        let r = Region::with_options(z, 16 * PAGE, 4 * PAGE, &signal_mode()).unwrap();
+        for i in 0..16 {
+            write_page(&r, i, &stamped(i, 1));
+        }
+        check_page(&r, 0, &stamped(0, 1));
+        let f = tempfile_in_var_tmp("signal-other");
+        // SAFETY: a shared mapping of one page of an empty file: touching
+        // it raises SIGBUS, which is the point.
+        unsafe {
+            let p = libc::mmap(
+                std::ptr::null_mut(),
+                PAGE,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                std::os::fd::AsRawFd::as_raw_fd(&f),
+                0,
+            );
+            assert_ne!(p, libc::MAP_FAILED);
+            println!("SIGBUS-CHILD about to touch");
+            std::ptr::read_volatile(p as *const u8);
+        }
+        println!("SIGBUS-CHILD survived");
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "signal_mode_passes_other_sigbus_on",
+            "--nocapture",
+        ])
+        .env("ZSWAP_REGION_SIGBUS_CHILD", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), Some(libc::SIGBUS), "{text}");
+    assert!(
+        text.contains("about to touch") && !text.contains("survived"),
+        "{text}"
+    );
 }

@@ -8,6 +8,7 @@ a child process rather than being skipped.
 
 from __future__ import annotations
 
+import errno
 import gc
 import os
 import shutil
@@ -397,3 +398,51 @@ def test_a_region_on_redis_keeps_every_page_and_cleans_up(tmp_path: Path) -> Non
             assert server.dbsize() == 0, "closing the region deleted its keys"
     finally:
         server.stop()
+
+
+def test_signal_mode_serves_faults_in_the_faulting_thread(real_pages: list[bytes]) -> None:
+    n = len(real_pages)
+    with Region(n * PAGE, budget=n * PAGE // 8, faults="signal", max_pool_bytes=64 << 20) as r:
+        m = memoryview(r)
+        for i, page in enumerate(real_pages):
+            m[i * PAGE : (i + 1) * PAGE] = page
+        # Threads read and write while eviction runs, as in the default mode.
+        a = np.frombuffer(r, dtype=np.uint64).reshape(n, PAGE // 8)
+        before = a[:, 1].copy()
+
+        def bump(a: np.ndarray, t: int) -> None:
+            for i in range(t, n, 4):
+                a[i, 0:1] += 1  # an array add: wraps without a warning
+
+        threads = [threading.Thread(target=bump, args=(a, t)) for t in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert (a[:, 1] == before).all()
+        for i, page in enumerate(real_pages):
+            want = bytearray(page)
+            word = int.from_bytes(want[:8], "little") + 1
+            want[:8] = (word % (1 << 64)).to_bytes(8, "little")
+            assert m[i * PAGE : (i + 1) * PAGE] == want, i
+        stats = r.stats()
+        assert stats["evictions"] > n and stats["fault_errors"] == 0
+        # What signal mode gives up: the kernel's own access to a page not
+        # mapped fails (EFAULT) instead of waiting for the fault to be served.
+        r.budget = PAGE
+        rfd, wfd = os.pipe()
+        try:
+            with pytest.raises(OSError) as e:
+                os.write(wfd, m[:PAGE])  # page 0: evicted long ago
+            assert e.value.errno == errno.EFAULT
+        finally:
+            os.close(rfd)
+            os.close(wfd)
+        del a, m
+
+
+def test_signal_mode_has_no_handler_options() -> None:
+    with pytest.raises(ValueError, match="faults='signal' has no handler threads"):
+        Region(16 * PAGE, 4 * PAGE, faults="signal", handlers=2)
+    with pytest.raises(ValueError, match="faults must be 'handlers' or 'signal'"):
+        Region(16 * PAGE, 4 * PAGE, faults="threads")  # type: ignore[arg-type]

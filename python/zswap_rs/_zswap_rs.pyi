@@ -3,7 +3,7 @@
 import os
 from collections.abc import Iterable
 from types import TracebackType
-from typing import final
+from typing import Literal, final
 
 from typing_extensions import Buffer
 
@@ -126,6 +126,7 @@ class Zswap:
         budget: int,
         path: str | os.PathLike[str] | None = None,
         *,
+        faults: Literal["handlers", "signal"] = "handlers",
         direct_io: bool = False,
         handlers: int | None = None,
         spin: float | None = None,
@@ -178,6 +179,12 @@ class Region:
     ``Zswap.swapon``: pages beyond the pool then go to Redis. The keyword
     options choose how faults are served (the README has the figures of each):
 
+    - ``faults``: ``"handlers"`` (the default), handler threads serve them and
+      every access works, the kernel's too (``read(2)`` into the region);
+      ``"signal"``, the faulting thread serves its own fault in a ``SIGBUS``
+      handler, with no thread switch, but a syscall that touches a page not
+      mapped then fails with ``EFAULT`` (``OSError``) instead of waiting for it;
+
     - ``handlers``: fault handler threads, one pinned to each of the first
       ``handlers`` CPUs (``None``, the default: one per CPU, up to 16), or ``0``
       for one handler that is not pinned;
@@ -198,6 +205,7 @@ class Region:
         budget: int,
         path: str | os.PathLike[str] | None = None,
         *,
+        faults: Literal["handlers", "signal"] = "handlers",
         direct_io: bool = False,
         handlers: int | None = None,
         spin: float | None = None,

@@ -1016,7 +1016,10 @@ impl Zswap {
 
     /// A region of `size` bytes with `budget` resident, on this cache's
     /// pool (see `src/python/region.rs`).
-    #[pyo3(signature = (size, budget, path = None, *, direct_io = false, handlers = None, spin = None))]
+    #[pyo3(signature = (
+        size, budget, path = None, *, faults = "handlers", direct_io = false, handlers = None,
+        spin = None
+    ))]
     #[allow(clippy::too_many_arguments)]
     fn region(
         &self,
@@ -1024,12 +1027,14 @@ impl Zswap {
         size: &Bound<'_, PyAny>,
         budget: &Bound<'_, PyAny>,
         path: Option<&Bound<'_, PyAny>>,
+        faults: &str,
         direct_io: bool,
         handlers: Option<&Bound<'_, PyAny>>,
         spin: Option<f64>,
     ) -> PyResult<region::Region> {
         self.check_fork(py)?;
         let knobs = region::Knobs {
+            faults,
             direct_io,
             handlers,
             spin,

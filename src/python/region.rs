@@ -20,7 +20,7 @@ use pyo3::{ffi, Bound};
 
 use super::{exception, int_or_huge, path_arg, redis_url, run, Zswap, FORKS, ZSWAP_ERROR};
 use crate::region::Region as Core;
-use crate::{RedisOptions, RegionOptions, RegionStore};
+use crate::{FaultMode, RedisOptions, RegionOptions, RegionStore};
 
 /// Memory of `size` bytes of which at most `budget` are resident; the rest
 /// lives compressed in its cache's pool and swap file.
@@ -52,6 +52,7 @@ fn bytes_arg(obj: &Bound<'_, PyAny>, name: &str) -> PyResult<usize> {
 /// The keyword options of `Zswap.region()` and `Region()`, as Python gave
 /// them.
 pub(super) struct Knobs<'a, 'py> {
+    pub(super) faults: &'a str,
     pub(super) direct_io: bool,
     pub(super) handlers: Option<&'a Bound<'py, PyAny>>,
     pub(super) spin: Option<f64>,
@@ -86,8 +87,24 @@ fn options(path: Option<&Bound<'_, PyAny>>, knobs: &Knobs<'_, '_>) -> PyResult<R
             ))
         })?),
     };
+    let faults = match knobs.faults {
+        "handlers" => FaultMode::Handlers,
+        "signal" if pinned_handlers.is_some() || spin.is_some() => {
+            return Err(PyValueError::new_err(
+                "handlers and spin are options of faults='handlers'; faults='signal' has no \
+                 handler threads",
+            ))
+        }
+        "signal" => FaultMode::Signal,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "faults must be 'handlers' or 'signal', got {other:?}"
+            )))
+        }
+    };
     Ok(RegionOptions {
         store,
+        faults,
         spin,
         pinned_handlers,
         direct_io: knobs.direct_io,
@@ -148,8 +165,8 @@ impl Region {
     /// with `Zswap(**zswap_options)`.
     #[new]
     #[pyo3(signature = (
-        size, budget, path = None, *, direct_io = false, handlers = None, spin = None,
-        **zswap_options
+        size, budget, path = None, *, faults = "handlers", direct_io = false, handlers = None,
+        spin = None, **zswap_options
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -157,6 +174,7 @@ impl Region {
         size: &Bound<'_, PyAny>,
         budget: &Bound<'_, PyAny>,
         path: Option<&Bound<'_, PyAny>>,
+        faults: &str,
         direct_io: bool,
         handlers: Option<&Bound<'_, PyAny>>,
         spin: Option<f64>,
@@ -171,6 +189,7 @@ impl Region {
             .call((), zswap_options)?
             .cast_into::<Zswap>()?;
         let knobs = Knobs {
+            faults,
             direct_io,
             handlers,
             spin,

@@ -79,7 +79,10 @@
 //! present) and its own buffer: a fault on region memory needs the handler,
 //! which needs `state`.
 
+mod signal;
 pub mod uffd;
+
+pub use signal::MAX_SIGNAL_REGIONS;
 
 use std::collections::VecDeque;
 use std::io;
@@ -198,11 +201,27 @@ impl RegionStore {
     }
 }
 
+/// Who serves a region's faults.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FaultMode {
+    /// Handler threads, sleeping until a fault (the default): every access
+    /// works, the kernel's own (`read(2)` into the region) too.
+    #[default]
+    Handlers,
+    /// The faulting thread itself, in its `SIGBUS` handler
+    /// (`UFFD_FEATURE_SIGBUS`): no thread switch per fault, but a syscall
+    /// that touches a page not mapped fails with `EFAULT` instead of
+    /// waiting for it. See `src/region/signal.rs`.
+    Signal,
+}
+
 /// How a region is made, beyond its size and budget.
 #[derive(Clone, Debug, Default)]
 pub struct RegionOptions {
     /// Where its pages go beyond the pool.
     pub store: RegionStore,
+    /// Who serves its faults.
+    pub faults: FaultMode,
     /// How long a handler polls before sleeping; `None`: [`DEFAULT_SPIN`].
     pub spin: Option<Duration>,
     /// Handler threads: `n`, one pinned to each of the first `n` CPUs this
@@ -324,6 +343,8 @@ pub struct Region {
     shared: Arc<Shared>,
     /// Empty once shut down.
     handlers: Vec<JoinHandle<()>>,
+    /// In signal mode, the region's slot in the signal handler's table.
+    signal_slot: Option<usize>,
 }
 
 impl std::fmt::Debug for Region {
@@ -411,7 +432,8 @@ impl Region {
                 MAX_AREA_PAGES * page as u64
             )));
         }
-        let uffd = open_uffd()?;
+        let signal_mode = options.faults == FaultMode::Signal;
+        let uffd = open_uffd(signal_mode)?;
         let io_err = |what: &str, e: io::Error| Error::io(ErrorKind::Config, what.to_string(), e);
         let region = Mapping::new(pages * page).map_err(|e| io_err("cannot map the region", e))?;
         let staging = Mapping::new(STAGING_PAGES * page)
@@ -459,13 +481,20 @@ impl Region {
         });
         let pinned = options.pinned_handlers.unwrap_or(MAX_DEFAULT_HANDLERS);
         let cpus: Vec<Option<usize>> = match pinned {
+            _ if signal_mode => Vec::new(),
             0 => vec![None],
             n => allowed_cpus().into_iter().take(n).map(Some).collect(),
         };
         let mut region = Region {
             shared,
             handlers: Vec::new(),
+            signal_slot: None,
         };
+        if signal_mode {
+            let slot = signal::register(&region.shared)
+                .map_err(|e| Error::io(ErrorKind::System, "cannot serve faults from SIGBUS", e))?;
+            region.signal_slot = Some(slot);
+        }
         for cpu in cpus {
             let worker = Arc::clone(&region.shared);
             let handler = std::thread::Builder::new()
@@ -576,6 +605,9 @@ impl Region {
         for handler in self.handlers.drain(..) {
             let _ = handler.join();
         }
+        if let Some(slot) = self.signal_slot.take() {
+            signal::unregister(slot);
+        }
         // The mappings go when the last `Shared` does (this one, now that
         // the handler is gone); the area's entries and slots go now.
         let _ = self.shared.zswap.swapoff_held(self.shared.swap_type);
@@ -613,11 +645,13 @@ fn pin_to(cpu: usize) {
     }
 }
 
-/// Open and handshake a userfaultfd, or say what to change.
-fn open_uffd() -> Result<Uffd> {
+/// Open and handshake a userfaultfd (raising `SIGBUS` instead of queueing
+/// faults, for signal mode), or say what to change.
+fn open_uffd(signal_mode: bool) -> Result<Uffd> {
     let u = Uffd::open()
         .map_err(|(sys, dev)| Error::config(uffd::refused_message(&sys, dev.as_ref())))?;
-    u.handshake(uffd::REQUIRED_FEATURES)
+    let sigbus = if signal_mode { uffd::FEATURE_SIGBUS } else { 0 };
+    u.handshake(uffd::REQUIRED_FEATURES | sigbus)
         .map_err(|e| Error::config(uffd::features_message(&e)))?;
     Ok(u)
 }
@@ -763,6 +797,27 @@ impl Shared {
                 )
             };
         }
+    }
+
+    /// Signal mode: serve the fault at `addr` (in the region) in the
+    /// faulting thread; `kind` is `(write, present)` where the signal frame
+    /// tells, else the page's flags tell (a resident page faults only for
+    /// its write protection). Returns whether it was served; if not, the
+    /// thread gets the default `SIGBUS`, as on a swap-in read error.
+    fn serve_signal(&self, addr: usize, kind: Option<(bool, bool)>) -> bool {
+        let mut st = self.state.lock();
+        let p = (addr - self.region.addr) / self.page;
+        let resident = st.pages[p] & RESIDENT != 0;
+        let (write, present) = kind.unwrap_or((false, resident));
+        let result = if present {
+            self.on_write_protect(&mut st, p)
+        } else {
+            self.on_missing(&mut st, p, write)
+        };
+        if result.is_err() {
+            st.stats.fault_errors += 1;
+        }
+        result.is_ok()
     }
 
     /// First write to a clean page: its stored copy is stale now.

@@ -38,6 +38,9 @@ const USERFAULTFD_IOC_NEW: u64 = ioc(0, 0x00, 0);
 pub const FEATURE_PAGEFAULT_FLAG_WP: u64 = 1 << 0;
 /// Fault messages carry the faulting thread's id.
 pub const FEATURE_THREAD_ID: u64 = 1 << 8;
+/// `UFFD_FEATURE_SIGBUS`: a fault raises `SIGBUS` in the faulting thread
+/// instead of queueing a message (signal mode).
+pub const FEATURE_SIGBUS: u64 = 1 << 7;
 /// `UFFDIO_MOVE` is implemented (Linux 6.8).
 pub const FEATURE_MOVE: u64 = 1 << 16;
 

@@ -264,13 +264,20 @@ thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Run `f` on this thread's scratch buffer of at least `len` bytes. A call
+/// made while the buffer is in use further up the same thread's stack (a
+/// region's fault served in a signal handler, `src/region/signal.rs`,
+/// interrupting a store that reads a page of that region) gets a buffer of
+/// its own instead.
 fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [u8]) -> R) -> R {
-    SCRATCH.with(|s| {
-        let mut s = s.borrow_mut();
-        if s.len() < len {
-            s.resize(len, 0);
+    SCRATCH.with(|s| match s.try_borrow_mut() {
+        Ok(mut s) => {
+            if s.len() < len {
+                s.resize(len, 0);
+            }
+            f(&mut s[..len])
         }
-        f(&mut s[..len])
+        Err(_) => f(&mut vec![0; len]),
     })
 }
 
