@@ -686,9 +686,7 @@ impl Zswap {
             ));
         };
         let pages = pages_arg(pages)?;
-        let url = path
-            .and_then(|p| p.extract::<String>().ok())
-            .filter(|u| u.starts_with("redis://") || u.starts_with("redis+cluster://"));
+        let url = path.and_then(redis_url);
         if url.is_none() && (connect_timeout.is_some() || io_timeout.is_some()) {
             return Err(PyValueError::new_err(
                 "connect_timeout and io_timeout apply to a redis:// area only",
@@ -712,13 +710,7 @@ impl Zswap {
             return run(py, || self.core.swapon_redis(&url, pages, &options));
         }
         let path = path_arg(path)?;
-        if let Some(mbps) = disk_mbps {
-            if !(mbps > 0.0 && mbps.is_finite()) {
-                return Err(PyValueError::new_err(format!(
-                    "disk_mbps must be a positive number, got {mbps}"
-                )));
-            }
-        }
+        // The core checks the pacing (`ConfigError`, a `ValueError`).
         let options = FileOptions { direct, disk_mbps };
         run(py, || self.core.swapon_file(&path, pages, &options))
     }
