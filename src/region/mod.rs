@@ -417,6 +417,45 @@ impl Region {
         budget: usize,
         options: &RegionOptions,
     ) -> Result<Region> {
+        let pages = Self::check(&zswap, size, budget)?;
+        let shared = Arc::new(Shared::new(zswap, size, budget, pages, options)?);
+        let mut region = Region {
+            shared,
+            handlers: Vec::new(),
+            signal_slot: None,
+        };
+        if options.faults == FaultMode::Signal {
+            let slot = signal::register(&region.shared)
+                .map_err(|e| Error::io(ErrorKind::System, "cannot serve faults from SIGBUS", e))?;
+            region.signal_slot = Some(slot);
+            return Ok(region);
+        }
+        let cpus: Vec<Option<usize>> = match options.pinned_handlers {
+            Some(0) => vec![None],
+            n => allowed_cpus()
+                .into_iter()
+                .take(n.unwrap_or(MAX_DEFAULT_HANDLERS))
+                .map(Some)
+                .collect(),
+        };
+        for cpu in cpus {
+            let worker = Arc::clone(&region.shared);
+            let handler = std::thread::Builder::new()
+                .name("zswap-region".into())
+                .spawn(move || {
+                    if let Some(cpu) = cpu {
+                        pin_to(cpu);
+                    }
+                    worker.serve()
+                })
+                .map_err(|e| Error::io(ErrorKind::System, "cannot start the fault handler", e))?;
+            region.handlers.push(handler);
+        }
+        Ok(region)
+    }
+
+    /// Check the arguments of a region on `zswap`; returns its pages.
+    fn check(zswap: &Zswap, size: usize, budget: usize) -> Result<usize> {
         Self::check_sizes(size, budget)?;
         let page = page_size();
         if zswap.page_size() != page {
@@ -432,83 +471,7 @@ impl Region {
                 MAX_AREA_PAGES * page as u64
             )));
         }
-        let signal_mode = options.faults == FaultMode::Signal;
-        let uffd = open_uffd(signal_mode)?;
-        let io_err = |what: &str, e: io::Error| Error::io(ErrorKind::Config, what.to_string(), e);
-        let region = Mapping::new(pages * page).map_err(|e| io_err("cannot map the region", e))?;
-        let staging = Mapping::new(STAGING_PAGES * page)
-            .map_err(|e| io_err("cannot map the staging range", e))?;
-        let buf = Mapping::new(READAHEAD_MAX * page)
-            .map_err(|e| io_err("cannot map the load buffer", e))?;
-        let mode = uffd::REGISTER_MODE_MISSING | uffd::REGISTER_MODE_WP;
-        for m in [&region, &staging] {
-            uffd.register(m.addr, m.len, mode)
-                .map_err(|e| io_err("cannot register the region with userfaultfd", e))?;
-        }
-        let file = FileOptions {
-            direct: options.direct_io,
-            ..FileOptions::default()
-        };
-        let wakeup = eventfd().map_err(|e| io_err("cannot make an eventfd", e))?;
-        let swap_type = swapon(&zswap, pages as u64, &options.store, &file)?;
-        if let Err(e) = zswap.hold(swap_type) {
-            let _ = zswap.swapoff(swap_type);
-            return Err(e);
-        }
-        let shared = Arc::new(Shared {
-            zswap,
-            swap_type,
-            uffd,
-            region,
-            staging,
-            size,
-            page,
-            budget_pages: AtomicUsize::new(budget / page),
-            state: Mutex::new(State {
-                pages: vec![0; pages],
-                queue: VecDeque::new(),
-                resident: 0,
-                next_seq: usize::MAX,
-                window: 1,
-                buf,
-                stats: RegionStats::default(),
-            }),
-            stop: AtomicBool::new(false),
-            wakeup,
-            spin: options.spin.unwrap_or(DEFAULT_SPIN),
-            // SAFETY: getpid has no preconditions.
-            owner: unsafe { libc::getpid() },
-        });
-        let pinned = options.pinned_handlers.unwrap_or(MAX_DEFAULT_HANDLERS);
-        let cpus: Vec<Option<usize>> = match pinned {
-            _ if signal_mode => Vec::new(),
-            0 => vec![None],
-            n => allowed_cpus().into_iter().take(n).map(Some).collect(),
-        };
-        let mut region = Region {
-            shared,
-            handlers: Vec::new(),
-            signal_slot: None,
-        };
-        if signal_mode {
-            let slot = signal::register(&region.shared)
-                .map_err(|e| Error::io(ErrorKind::System, "cannot serve faults from SIGBUS", e))?;
-            region.signal_slot = Some(slot);
-        }
-        for cpu in cpus {
-            let worker = Arc::clone(&region.shared);
-            let handler = std::thread::Builder::new()
-                .name("zswap-region".into())
-                .spawn(move || {
-                    if let Some(cpu) = cpu {
-                        pin_to(cpu);
-                    }
-                    worker.serve()
-                })
-                .map_err(|e| Error::io(ErrorKind::System, "cannot start the fault handler", e))?;
-            region.handlers.push(handler);
-        }
-        Ok(region)
+        Ok(pages)
     }
 
     /// The first byte of the region (page-aligned).
@@ -714,6 +677,65 @@ fn is_zero(page: &[u8]) -> bool {
 }
 
 impl Shared {
+    /// The mappings, the userfaultfd that serves them, and the region's
+    /// swap area (held, so that the cache cannot take it away), for a
+    /// region of `pages` pages; the handlers are the caller's to start.
+    fn new(
+        zswap: Arc<Zswap>,
+        size: usize,
+        budget: usize,
+        pages: usize,
+        options: &RegionOptions,
+    ) -> Result<Shared> {
+        let page = page_size();
+        let uffd = open_uffd(options.faults == FaultMode::Signal)?;
+        let io_err = |what: &str, e: io::Error| Error::io(ErrorKind::Config, what.to_string(), e);
+        let region = Mapping::new(pages * page).map_err(|e| io_err("cannot map the region", e))?;
+        let staging = Mapping::new(STAGING_PAGES * page)
+            .map_err(|e| io_err("cannot map the staging range", e))?;
+        let buf = Mapping::new(READAHEAD_MAX * page)
+            .map_err(|e| io_err("cannot map the load buffer", e))?;
+        let mode = uffd::REGISTER_MODE_MISSING | uffd::REGISTER_MODE_WP;
+        for m in [&region, &staging] {
+            uffd.register(m.addr, m.len, mode)
+                .map_err(|e| io_err("cannot register the region with userfaultfd", e))?;
+        }
+        let file = FileOptions {
+            direct: options.direct_io,
+            ..FileOptions::default()
+        };
+        let wakeup = eventfd().map_err(|e| io_err("cannot make an eventfd", e))?;
+        let swap_type = swapon(&zswap, pages as u64, &options.store, &file)?;
+        if let Err(e) = zswap.hold(swap_type) {
+            let _ = zswap.swapoff(swap_type);
+            return Err(e);
+        }
+        Ok(Shared {
+            zswap,
+            swap_type,
+            uffd,
+            region,
+            staging,
+            size,
+            page,
+            budget_pages: AtomicUsize::new(budget / page),
+            state: Mutex::new(State {
+                pages: vec![0; pages],
+                queue: VecDeque::new(),
+                resident: 0,
+                next_seq: usize::MAX,
+                window: 1,
+                buf,
+                stats: RegionStats::default(),
+            }),
+            stop: AtomicBool::new(false),
+            wakeup,
+            spin: options.spin.unwrap_or(DEFAULT_SPIN),
+            // SAFETY: getpid has no preconditions.
+            owner: unsafe { libc::getpid() },
+        })
+    }
+
     fn addr(&self, page: usize) -> usize {
         self.region.addr + page * self.page
     }
