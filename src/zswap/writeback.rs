@@ -69,6 +69,13 @@ struct Round {
     stop: bool,
 }
 
+impl Round {
+    fn fail(&mut self, e: Error) {
+        self.failed += 1;
+        self.error = Some(e);
+    }
+}
+
 /// Entries chosen for writeback, oldest first, with the store their pages
 /// go to.
 struct Batch {
@@ -308,7 +315,7 @@ impl Zswap {
     ) -> (Round, bool) {
         let mut round = Round::default();
         let instance = claim.is_instance(at);
-        let (mut down, mut full) = (false, false);
+        let mut full = false;
         let mut store_error = w.error;
         let mut stale = Vec::new();
         for (e, sent) in b.entries.iter().zip(w.sent) {
@@ -316,65 +323,76 @@ impl Zswap {
             let at_page = match sent {
                 Ok(at_page) => at_page,
                 Err(err) => {
-                    // It stays, readable (it reports itself on load),
-                    // behind every other entry.
                     self.stats.inc(Counter::DecompressFail);
-                    if let Some(cur) = claim.index.get(offset) {
-                        claim.index.touch(cur.id);
-                    }
-                    round.failed += 1;
-                    round.error = Some(err);
+                    keep_failed(&mut claim, offset);
+                    round.fail(err);
                     continue;
                 }
             };
-            let Some(&check) = w.checks.get(at_page) else {
-                if at_page == w.checks.len() {
-                    if let Some(err) = store_error.take() {
-                        down = is_store_down(&err);
-                        full = err.raw_os_error() == Some(libc::ENOSPC);
-                        self.stats.inc(Counter::RejectReclaimFail);
-                        // Out of the way, unless the whole store failed.
-                        if let Some(cur) = claim.index.get(offset).filter(|_| !down) {
-                            claim.index.touch(cur.id);
-                        }
-                        round.failed += 1;
-                        round.error = Some(io_error(
-                            at.swap_type,
-                            offset,
-                            "write back to",
-                            &*b.store,
-                            err,
-                        ));
+            match w.checks.get(at_page) {
+                Some(&check) => {
+                    if self.settle(&mut claim, instance, offset, check) {
+                        round.written += 1;
+                    } else {
+                        stale.push(u64::from(offset));
                     }
                 }
-                // The pages after a failed one were not tried.
-                continue;
-            };
-            let current = claim.index.get(offset);
-            if claim.is_overtaken(offset) || current.is_none() || !instance {
-                stale.push(u64::from(offset));
-                continue;
+                // The page the store failed at (those after it were not
+                // tried, and stay as they are).
+                None if at_page == w.checks.len() => {
+                    if let Some(err) = store_error.take() {
+                        full = err.raw_os_error() == Some(libc::ENOSPC);
+                        round.stop = is_store_down(&err);
+                        self.stats.inc(Counter::RejectReclaimFail);
+                        // Out of the way, unless the whole store failed.
+                        if !round.stop {
+                            keep_failed(&mut claim, offset);
+                        }
+                        let what = "write back to";
+                        round.fail(io_error(at.swap_type, offset, what, &*b.store, err));
+                    }
+                }
+                None => {}
             }
-            let current = current.expect("checked above");
-            claim.index.remove_at(current.id);
-            self.release(current);
-            let backing = claim
-                .backing
-                .as_mut()
-                .expect("an instance with a store keeps it");
-            backing.slots.set(offset, check);
-            self.stats.inc(Counter::WrittenBackPages);
-            self.stats.inc(Counter::Zswpwb);
-            self.stats.inc(Counter::Pswpout);
-            round.written += 1;
         }
         if !stale.is_empty() {
             stale.sort_unstable();
             let _ = claim.unlocked(|| b.store.discard(&stale));
         }
         claim.finish();
-        round.stop = down;
         (round, full)
+    }
+
+    /// The page written from the entry at `offset` is in its slot: the
+    /// entry leaves the pool, if it is still the one written (no newer page
+    /// was put at the offset, it was not dropped, the area is the same
+    /// instance). Returns false if the write is stale.
+    fn settle(&self, claim: &mut Claim<'_, '_>, instance: bool, offset: u32, check: u32) -> bool {
+        if !instance || claim.is_overtaken(offset) {
+            return false;
+        }
+        let Some(current) = claim.index.get(offset) else {
+            return false;
+        };
+        claim.index.remove_at(current.id);
+        self.release(current);
+        let backing = claim
+            .backing
+            .as_mut()
+            .expect("an instance with a store keeps it");
+        backing.slots.set(offset, check);
+        self.stats.inc(Counter::WrittenBackPages);
+        self.stats.inc(Counter::Zswpwb);
+        self.stats.inc(Counter::Pswpout);
+        true
+    }
+}
+
+/// An entry that could not be written stays in the pool, readable (a
+/// corrupt one reports itself on load), behind every other entry.
+fn keep_failed(claim: &mut Claim<'_, '_>, offset: u32) {
+    if let Some(cur) = claim.index.get(offset) {
+        claim.index.touch(cur.id);
     }
 }
 
