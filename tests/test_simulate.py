@@ -482,6 +482,8 @@ def test_cli_simulate_table_and_plot(tmp_path: Path, dump: Path) -> None:
         (("--max-pool-percent", "95"), "--max-pool-percent"),
         (("--disk-mbps", "-1"), "--disk-mbps"),
         (("--disk-mbps", "fast"), "--disk-mbps"),
+        # Below the core's slowest pacing: its ConfigError, as a usage error.
+        (("--disk-mbps", "0.0001", "--ram-mb", "2", "--jobs", "2"), "disk_mbps must be"),
         (("--files", "0"), "--files"),
         (("--swap-dir", "/nonexistent/zswap-rs"), "--swap-dir /nonexistent/zswap-rs"),
         (("--compressor", "nope"), "unknown compressor 'nope'"),

@@ -161,6 +161,8 @@ def _swapon(z: Any, swap_path: str, pages: int, disk_mbps: float) -> int:
         raise CommandError(
             f"cannot make the swap file {swap_path}: {e.strerror or e}", EXIT_USAGE
         ) from None
+    except ValueError as e:  # ConfigError: the pacing is out of the core's range
+        raise CommandError(f"--disk-mbps: {e}", EXIT_USAGE) from None
 
 
 def run(
