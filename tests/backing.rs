@@ -630,3 +630,33 @@ fn pacing_below_the_minimum_is_a_config_error() {
     assert!(!d.join("swap").exists(), "nothing was made");
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+#[test]
+fn a_swapon_right_after_swapoff_finds_the_file_free() {
+    // Reads and writebacks in flight hold the store while they finish; a
+    // swapoff waits for them, and must not return while one of them still
+    // holds the file open (its lock would refuse the next swapon, EBUSY).
+    let d = dir("reswapon");
+    let path = d.join("swap");
+    let z = Arc::new(cache(256 << 10));
+    for round in 0..200u64 {
+        let t = z.swapon_file(&path, 256, &FileOptions::default()).unwrap();
+        for o in 0..8 {
+            assert_eq!(z.store(t, o, &noise(o)).unwrap(), StoreOutcome::Swapped);
+        }
+        let reader = {
+            let z = Arc::clone(&z);
+            std::thread::spawn(move || {
+                let mut out = vec![0u8; PAGE];
+                let mut o = 0;
+                // Until the area goes: then every load fails.
+                while z.load_into(t, o % 8, &mut out).is_ok() {
+                    o += 1;
+                }
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_micros(50 * (round % 7)));
+        z.swapoff(t).unwrap();
+        reader.join().unwrap();
+    }
+}

@@ -244,8 +244,13 @@ impl Zswap {
         // The store verifies the check and leaves `out` zeroed if it fails.
         let read = claim.unlocked(|| file.read(u64::from(offset), crc, out));
         claim.finish();
+        let read = read.map_err(|e| io_error(swap_type, offset, "read", &*file, e));
+        // Let go of the store before the lock: a swapoff waiting for this
+        // read then closes the file (and its lock) before it returns, so a
+        // swapon of the same file right after finds it free.
+        drop(file);
         drop(inner);
-        read.map_err(|e| io_error(swap_type, offset, "read", &*file, e))?;
+        read?;
         self.stats.inc(Counter::Pswpin);
         Ok(super::LoadSource::Backing)
     }

@@ -221,6 +221,8 @@ impl Zswap {
         let mut claim = area.claim_many(&mut inner, offsets);
         let written = self.write_victims(&mut claim, at, &batch);
         let (mut round, full) = self.commit(claim, at, &batch, written);
+        // The store goes before the lock, as in `load_from_file`.
+        drop(batch);
         drop(inner);
         if full {
             if self.flush_freed(at) {
