@@ -255,51 +255,64 @@ impl Zswap {
                 from += len;
             }
             let compressed = &*compressed;
-            claim.unlocked(|| {
-                let mut sent = Vec::with_capacity(b.entries.len());
-                let mut slots = Vec::with_capacity(b.entries.len());
-                let mut packed = Vec::with_capacity(b.entries.len());
-                let mut from = 0;
-                for (e, &len) in b.entries.iter().zip(&lens) {
-                    let src = &compressed[from..from + len];
-                    from += len;
-                    let page = &mut pages[slots.len() * page_size..][..page_size];
-                    match self.decompress(e.tag, src, page) {
-                        Ok(()) => {
-                            sent.push(Ok(slots.len()));
-                            slots.push(u64::from(e.key));
-                            packed.push(CompressorId::from_bits(e.tag).map(|id| (id, src)));
-                        }
-                        Err(why) => sent.push(Err(Error::new(
-                            ErrorKind::Corrupt,
-                            format!(
-                                "writeback of swap type {}, offset {}: {why}",
-                                at.swap_type, e.key
-                            ),
-                        ))),
-                    }
-                }
-                let mut checks = Vec::with_capacity(slots.len());
-                let pages = &pages[..slots.len() * page_size];
-                let mut error = b
-                    .store
-                    .write_many_packed(&slots, pages, &packed, &mut checks)
-                    .err();
-                if checks.len() > slots.len() || (error.is_none() && checks.len() < slots.len()) {
-                    // A store that breaks its contract: trust none of it
-                    // past what it can have written.
-                    checks.truncate(slots.len());
-                    error.get_or_insert_with(|| {
-                        std::io::Error::other("the store returned fewer checks than pages")
-                    });
-                }
-                Written {
-                    sent,
-                    checks,
-                    error,
-                }
-            })
+            claim.unlocked(|| self.send(at, b, &lens, compressed, pages))
         })
+    }
+
+    /// Decompress the batch's pages (`compressed`, one after another, of
+    /// `lens`) into `pages` and write them with one `write_many`; no lock
+    /// held.
+    fn send(
+        &self,
+        at: AreaRef<'_>,
+        b: &Batch,
+        lens: &[usize],
+        compressed: &[u8],
+        pages: &mut [u8],
+    ) -> Written {
+        let page_size = self.page_size;
+        let mut sent = Vec::with_capacity(b.entries.len());
+        let mut slots = Vec::with_capacity(b.entries.len());
+        let mut packed = Vec::with_capacity(b.entries.len());
+        let mut from = 0;
+        for (e, &len) in b.entries.iter().zip(lens) {
+            let src = &compressed[from..from + len];
+            from += len;
+            let page = &mut pages[slots.len() * page_size..][..page_size];
+            match self.decompress(e.tag, src, page) {
+                Ok(()) => {
+                    sent.push(Ok(slots.len()));
+                    slots.push(u64::from(e.key));
+                    packed.push(CompressorId::from_bits(e.tag).map(|id| (id, src)));
+                }
+                Err(why) => sent.push(Err(Error::new(
+                    ErrorKind::Corrupt,
+                    format!(
+                        "writeback of swap type {}, offset {}: {why}",
+                        at.swap_type, e.key
+                    ),
+                ))),
+            }
+        }
+        let mut checks = Vec::with_capacity(slots.len());
+        let pages = &pages[..slots.len() * page_size];
+        let mut error = b
+            .store
+            .write_many_packed(&slots, pages, &packed, &mut checks)
+            .err();
+        if checks.len() > slots.len() || (error.is_none() && checks.len() < slots.len()) {
+            // A store that breaks its contract: trust none of it
+            // past what it can have written.
+            checks.truncate(slots.len());
+            error.get_or_insert_with(|| {
+                std::io::Error::other("the store returned fewer checks than pages")
+            });
+        }
+        Written {
+            sent,
+            checks,
+            error,
+        }
     }
 
     /// Record a batch under the lock. An entry leaves the pool for its slot
