@@ -91,9 +91,10 @@ def cells(line: str) -> list[str]:
 
 
 def table(out: str, first: str) -> tuple[list[str], list[list[str]]]:
-    """(header, rows) of the table whose header starts with `first`."""
+    """(header, rows) of the first table whose header starts with the cells of `first`."""
     lines = out.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(first))
+    want = cells(first)
+    start = next(i for i, line in enumerate(lines) if cells(line)[: len(want)] == want)
     rows = []
     for line in lines[start + 1 :]:
         if not line.strip():
@@ -157,6 +158,26 @@ def test_small_run_prints_both_tables_and_restores_everything(tmp_path: Path) ->
             assert int(region[8]) > 0, "the region compressed nothing"
     assert "bars (SPEC.md, Performance, Regions):" in proc.stdout
 
+    header, rows = table(proc.stdout, "pressure  side  fill  us/f")
+    assert header == list(_report.FAULT_COLUMNS)
+    faults = {r[1]: r for r in rows}
+    assert list(faults) == ["kernel swap", "kernel zswap", "zswap-rs"]
+    for side, row in faults.items():
+        if len(row) == 3:
+            continue  # not run, OOM-killed
+        counts = [int(c) for c in row[2:12:2]]
+        # The random reads of a 32 MiB array in a 32 MiB limit beside an
+        # interpreter must fault on every side: the kernel's swap-ins, the region's faults.
+        assert counts[3] >= 100, (side, row)
+        assert row[9] != "-" and float(row[9]) > 0
+        for n, us in zip(counts, row[3:13:2], strict=True):
+            assert (us == "-") == (n < _run.MIN_FAULTS_FOR_COST), (side, row)
+    if len(faults["zswap-rs"]) > 3 and len(faults["kernel zswap"]) > 3:
+        assert "a fault served by zswap-rs costs at most the kernel zswap's swap-in" in proc.stdout
+        assert re.search(
+            r"reads phase, us per fault\): (PASS|FAIL): 1x (PASS|FAIL) \(", proc.stdout
+        )
+
 
 @needs_machine
 def test_json_and_plot(tmp_path: Path) -> None:
@@ -197,6 +218,59 @@ def test_json_and_plot(tmp_path: Path) -> None:
             assert r["kernel"]["zswpout"] > 0, "the kernel's zswap compressed nothing"
     assert doc["machine"]["zswap_parameters_before"] == before["zswap"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@needs_machine
+def test_signal_side_counts_its_faults_per_phase(tmp_path: Path) -> None:
+    if getattr(zswap_rs, "Region", None) is None:
+        pytest.skip("this build has no Region")
+    before = machine_state(tmp_path)
+    proc = run_versus(
+        *SMALL,
+        *FEWER,
+        "--sides",
+        "zswap,zswap-rs,zswap-rs-signal",
+        "--swap-dir",
+        str(tmp_path),
+        "--json",
+        *other_swap_flag(),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert machine_state(tmp_path) == before
+    doc = json.loads(proc.stdout)
+    assert doc["config"]["sides"] == ["zswap", "zswap-rs", "zswap-rs-signal"]
+    by_side = {r["side"]: r for r in doc["results"]}
+    for side in ("zswap-rs", "zswap-rs-signal"):
+        r = by_side[side]
+        if r["status"] == "unavailable":
+            assert r["reason"], r  # a machine that refuses a region says why
+            continue
+        assert r["status"] == "ok", r["reason"]
+        pc = r["phase_counters"]
+        assert list(pc) == list(_job.PHASES)
+        # Each phase's faults: the region's own plus the kernel's swap-ins of the process.
+        for phase in _job.PHASES:
+            c = pc[phase]
+            want = c["majflt"] + c["region"]["faults"] + c["region"]["wp_faults"]
+            assert r["faults"][phase] == want
+            if want >= _run.MIN_FAULTS_FOR_COST:
+                us = r["seconds"][phase] / want * 1e6
+                assert r["us_per_fault"][phase] == pytest.approx(us)
+            else:
+                assert r["us_per_fault"][phase] is None
+        # The per-phase region counters come from the region's own: the end's
+        # totals hold them and the check's read-back after the last phase.
+        total = sum(pc[p]["region"]["faults"] for p in _job.PHASES)
+        assert 0 < total <= r["region_stats"]["faults"]
+        assert pc["reads"]["region"]["faults"] >= 1000, pc["reads"]
+        assert pc["writes"]["memcg_end"], "no memory.stat read from the job's cgroup"
+    zs = by_side["zswap"]
+    if zs["status"] == "ok":
+        assert zs["faults"]["reads"] == zs["phase_counters"]["reads"]["majflt"]
+        assert zs["phase_counters"]["reads"]["region"] is None
+    if by_side["zswap-rs-signal"]["status"] == "ok" and zs["status"] == "ok":
+        line = next(b for b in doc["bars"] if b.startswith("a fault served by zswap-rs signal"))
+        assert re.search(r": (PASS|FAIL): 1x (PASS|FAIL) \([0-9.]+ us over \d+ faults", line)
 
 
 def _wait_for_job(versus: subprocess.Popen[str], swap_dir: Path, timeout: float = 120) -> int:
@@ -419,6 +493,67 @@ def test_default_limit_follows_free_memory(tmp_path: Path) -> None:
     for avail_mib, want in ((24000, 128), (4000, 48), (1000, 32)):
         meminfo.write_text(f"MemTotal: 1 kB\nMemAvailable: {avail_mib * 1024} kB\n")
         assert _run.default_limit_mb(meminfo) == want
+
+
+def _with_faults(r: SideResult, reads: int, writes: int, majflt: int = 0) -> SideResult:
+    """`r` with made-up counters: its reads and writes phases took these faults."""
+    for p in _job.PHASES:
+        n = {"reads": reads, "writes": writes}.get(p, 0)
+        region = {"faults": n, "wp_faults": 0} if r.is_region else None
+        r.phase_counters[p] = {"majflt": majflt if r.is_region else n, "region": region}
+    return r
+
+
+def test_fault_columns_and_the_per_fault_bar() -> None:
+    v = _versus(
+        [
+            _with_faults(_result(1, "zswap", 5.0, 0), reads=10_000, writes=50),
+            _with_faults(_result(1, "zswap-rs", 2.5, 100), reads=20_000, writes=4_000, majflt=10),
+            _with_faults(_result(3, "zswap", 5.0, 0), reads=50_000, writes=50_000),
+            _with_faults(_result(3, "zswap-rs", 5.0, 100), reads=20_000, writes=20_000),
+        ]
+    )
+    rows = {(r[0], r[1]): r for r in _report.fault_rows(v)}
+    col = {c: i for i, c in enumerate(_report.FAULT_COLUMNS) if c != "us/f"}
+    # zswap: 1 s per phase over 10,000 faults is 100 us; 50 faults are too few to divide by.
+    assert rows[("1x", "kernel zswap")][col["reads"] : col["reads"] + 2] == ["10000", "100.0"]
+    assert rows[("1x", "kernel zswap")][col["writes"] : col["writes"] + 2] == ["50", "-"]
+    # zswap-rs: the region's faults plus the process's major faults (0.5 s / 20,010).
+    assert rows[("1x", "zswap-rs")][col["reads"] : col["reads"] + 2] == ["20010", "25.0"]
+    assert rows[("1x", "zswap-rs")][-1] == "50"  # 10 major faults in each of 5 phases
+    line = next(b for b in _report.bars(v) if b.startswith("a fault served by zswap-rs"))
+    assert line.endswith(
+        ": FAIL: 1x PASS (25.0 us over 20010 faults vs 100.0 us over 10000); "
+        "3x FAIL (50.0 us over 20000 faults vs 20.0 us over 50000)"
+    )
+    v.results[3].phase_counters["reads"]["region"]["faults"] = 10
+    line = next(b for b in _report.bars(v) if b.startswith("a fault served by zswap-rs"))
+    assert line.endswith(
+        ": PASS: 1x PASS (25.0 us over 20010 faults vs 100.0 us over 10000); "
+        "3x not measured (zswap-rs under 100 faults)"
+    )
+    assert "kernel majflt" in _report.format_report(v)
+
+
+def test_the_signal_side_is_opt_in_and_has_bars_of_its_own() -> None:
+    assert Config(limit_mb=32).sides == ("swap", "zswap", "zswap-rs")
+    assert "zswap-rs-signal" in _run.SIDES and _run.REGION_SIDES["zswap-rs-signal"] == "signal"
+    rows = [
+        _with_faults(_result(1, "zswap", 4.0, 0), reads=10_000, writes=10_000),
+        _with_faults(_result(1, "zswap-rs-signal", 2.0, 0), reads=10_000, writes=10_000),
+    ]
+    v = Versus(
+        Config(limit_mb=32, levels=(1.0,), sides=("zswap", "zswap-rs-signal")), "lzo", {}, {}, rows
+    )
+    bars = _report.bars(v)
+    assert (
+        bars[0]
+        == "zswap-rs signal faster than the kernel's zswap at every pressure measured: holds"
+    )
+    assert bars[1].startswith("zswap-rs signal: at the heaviest (1x), 1.5x faster")
+    assert any(b.startswith("a fault served by zswap-rs signal costs at most") for b in bars)
+    assert not any(b.startswith("a fault served by zswap-rs costs") for b in bars)
+    assert [r[1] for r in _report.time_rows(v)] == ["kernel zswap", "zswap-rs signal"]
 
 
 def test_bad_options_exit_2() -> None:

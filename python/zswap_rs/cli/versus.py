@@ -124,7 +124,12 @@ def add_arguments(v: argparse.ArgumentParser) -> None:
         type=_sides,
         default=d.sides,
         metavar="S,S,...",
-        help="which sides to run (default swap,zswap,zswap-rs)",
+        help="which sides to run, of "
+        + ",".join(_run.SIDES)
+        + " (default "
+        + ",".join(_run.DEFAULT_SIDES)
+        + "; zswap-rs-signal: the region with faults='signal', "
+        "served in the faulting thread)",
     )
     v.add_argument(
         "--timeout",
@@ -214,7 +219,8 @@ COMMAND = Command(
         "at rising pressure (array 1x..4x a cgroup memory limit) three ways, each in a "
         "fresh process: the kernel's swap (zswap off), the kernel's zswap (same "
         "compressor), and zswap-rs (the array in a Region). Prints swap I/O, time per "
-        "phase, CPU and peak RSS per pressure and side. Needs root; restores every "
+        "phase, CPU and peak RSS per pressure and side, and faults per phase with their "
+        "cost per fault. Needs root; restores every "
         "setting it changes, also on Ctrl-C and SIGTERM."
     ),
     add_arguments=add_arguments,

@@ -13,7 +13,11 @@ limit), three ways, each in a fresh process:
   (without it the kernel never writes its pool back under a cgroup limit,
   and a job past ~3x stalls: SPEC.md, `simulate`);
 - **zswap-rs**: the array in a `zswap_rs.Region`, zswap off, in the same
-  limit.
+  limit;
+- **zswap-rs signal** (opt-in, `--sides ...,zswap-rs-signal`): the same
+  region with `faults="signal"`, each fault served in the faulting thread's
+  SIGBUS handler. It breaks syscalls on evicted pages (EFAULT); the job makes
+  none on the array (the fill copies from a buffer of its own).
 
 The same swap device for everyone: a swap file of the run's own (mkswap,
 swapon at priority 32767) in the directory where the region's swap file
@@ -26,7 +30,8 @@ the kernel's zswap pool; on the zswap-rs side the interpreter, NumPy, the
 compiled module, the region's resident pages, its pool and its metadata. A
 region needs its budget and its pool limit up front, where the kernel lets
 reclaim decide, so the job measures what the interpreter holds just before
-it makes the region (the cgroup's own charge), takes off 64 bytes per page
+it makes the region (the cgroup's own charge, less the page cache no process
+maps: the page file, which reclaim drops first), takes off 64 bytes per page
 of the array for the cache's and the region's metadata and 4 MiB of
 headroom (handler threads, buffers), and splits the rest: 75% to the pool
 (`--pool-percent`), 25% to resident pages. Why mostly pool: a byte of pool
@@ -46,6 +51,14 @@ the report says so); for zswap-rs, its region's file I/O (`stats()`) plus
 the kernel's. Seconds per phase (wall clock, in the job), CPU seconds of the
 job's process (all its threads: the kernel's direct reclaim and the
 region's fault handlers alike), peak RSS, and the cgroup's peak charge.
+Faults per phase, beside its seconds: on the kernel's sides the job's major
+faults (`ru_majflt`: a swap-in from zswap or from disk is one; pages swap
+read-ahead brought in are minor faults, not counted); on a region's side the
+region's `faults` and `wp_faults` plus the job's major faults (the kernel
+swapping the job itself; a region's own faults are not major faults). The
+cost per fault is the phase's seconds over them: the evictions a fault forces
+are in it on every side. Each phase also keeps its region stats, /proc/vmstat
+swap events and the cgroup's memory.stat (the JSON's `phase_counters`).
 Every phase checks what it read (sums, words) and a side that returns wrong
 bytes is a failure, never a timing.
 

@@ -50,6 +50,51 @@ FILL_CHUNK_PAGES = 256
 #: writing a page twice stores the same word (the check is then exact).
 WRITE_MAGIC = 0x9E3779B97F4A7C15
 PHASES = ("fill", "scan1", "scan2", "reads", "writes")
+#: Region stats that are levels, not events: their value at a phase's end is
+#: kept, not their change over it.
+REGION_GAUGES = (
+    "resident_pages",
+    "pool_total_size",
+    "stored_pages",
+    "orig_data_size",
+    "compr_data_size",
+    "mem_used_total",
+    "same_filled_pages",
+)
+#: The machine's swap events over a phase (/proc/vmstat: the whole machine's,
+#: but with other swap refused only this run's swap file serves them).
+VMSTAT_EVENTS = ("pswpin", "pswpout", "zswpin", "zswpout", "zswpwb", "pgmajfault")
+#: The cgroup's events over a phase (memory.stat, v1 and v2 names) ...
+MEMCG_EVENTS = (
+    "pgfault",
+    "pgmajfault",
+    "pgpgin",
+    "pgpgout",
+    "pswpin",
+    "pswpout",
+    "zswpin",
+    "zswpout",
+    "zswpwb",
+    "pgscan",
+    "pgsteal",
+    "workingset_refault_anon",
+    "workingset_refault_file",
+)
+#: ... and its levels at a phase's end, in bytes: anonymous memory, page
+#: cache (the region's swap file is written through it), dirty and under
+#: writeback, swapped out.
+MEMCG_LEVELS = (
+    "rss",
+    "cache",
+    "dirty",
+    "writeback",
+    "swap",
+    "anon",
+    "file",
+    "file_dirty",
+    "file_writeback",
+    "zswap",
+)
 #: What the region's cache keeps per stored page beyond the compressed bytes
 #: (index node, LRU links: at most 32 bytes by SPEC) plus the region's own
 #: per-page state, with room to spare: charged to the limit before the split.
@@ -169,6 +214,7 @@ class Buffer:
             path=reg["path"],
             compressor=reg["compressor"],
             max_pool_bytes=pool,
+            faults=reg.get("faults", "handlers"),
         )
         self.mem = self.region
 
@@ -184,6 +230,78 @@ def read_usage(path: str | None) -> int:
         return 0
     with open(path, encoding="ascii") as f:
         return int(f.read())
+
+
+def unmapped_cache(memcg_stat: str | None) -> int:
+    """Bytes of the cgroup's charge that are page cache no process maps.
+
+    Here that is the page file, read by `Plan` before the region exists:
+    how much of it is charged to this cgroup rather than the parent's
+    depends on what the parent's cache still held, and reclaim drops it
+    before anything else, so it is not the interpreter's share of the limit.
+    """
+    st = _read_counters(memcg_stat, ("cache", "mapped_file", "shmem", "file", "file_mapped"))
+    if "cache" in st:  # v1
+        return max(0, st["cache"] - st.get("mapped_file", 0) - st.get("shmem", 0))
+    return max(0, st.get("file", 0) - st.get("file_mapped", 0) - st.get("shmem", 0))
+
+
+def _read_counters(path: str | os.PathLike[str] | None, keys: tuple[str, ...]) -> dict[str, int]:
+    """The `keys` of a "name value" file (/proc/vmstat, memory.stat) that it has."""
+    out: dict[str, int] = {}
+    if path is None:
+        return out
+    try:
+        with open(path, encoding="ascii") as f:
+            for line in f:
+                key, _, value = line.partition(" ")
+                if key in keys:
+                    out[key] = int(value)
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+class Counters:
+    """What a phase cost besides seconds: faults, the region's and the cgroup's counters.
+
+    A snapshot is taken before and after each phase, outside its clock. The
+    process's major faults (`ru_majflt`, all its threads) are the kernel's
+    swap-ins of it: from zswap or from disk, both are major. A region's own
+    faults are not among them (userfaultfd faults count as minor, and signal
+    mode's as none): they are its `faults` and `wp_faults`.
+    """
+
+    def __init__(self, buf: Buffer, memcg_stat: str | None) -> None:
+        self.buf = buf
+        self.memcg_stat = memcg_stat
+        self.phases: dict[str, dict[str, Any]] = {}
+
+    def snapshot(self) -> dict[str, Any]:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return {
+            "majflt": r.ru_majflt,
+            "minflt": r.ru_minflt,
+            "region": self.buf.stats() or {},
+            "vmstat": _read_counters("/proc/vmstat", VMSTAT_EVENTS),
+            "memcg": _read_counters(self.memcg_stat, MEMCG_EVENTS + MEMCG_LEVELS),
+        }
+
+    def record(self, name: str, before: dict[str, Any], after: dict[str, Any]) -> None:
+        def delta(a: dict[str, int], b: dict[str, int], skip: tuple[str, ...]) -> dict[str, int]:
+            return {k: b[k] - a.get(k, 0) for k in b if k not in skip}
+
+        reg_a, reg_b = before["region"], after["region"]
+        mem_a, mem_b = before["memcg"], after["memcg"]
+        self.phases[name] = {
+            "majflt": after["majflt"] - before["majflt"],
+            "minflt": after["minflt"] - before["minflt"],
+            "region": delta(reg_a, reg_b, REGION_GAUGES) if reg_b else None,
+            "region_end": {k: reg_b[k] for k in REGION_GAUGES if k in reg_b} if reg_b else None,
+            "vmstat": delta(before["vmstat"], after["vmstat"], ()),
+            "memcg": delta(mem_a, {k: v for k, v in mem_b.items() if k in MEMCG_EVENTS}, ()),
+            "memcg_end": {k: v for k, v in mem_b.items() if k in MEMCG_LEVELS},
+        }
 
 
 class Plan:
@@ -203,38 +321,54 @@ class Plan:
         self.written = self.write_idx.astype(np.uint64) ^ np.uint64(WRITE_MAGIC)
 
 
-def phases(mem: Any, plan: Plan) -> tuple[dict[str, float], float, list[str]]:
-    """Run the timed phases on `mem`: (seconds per phase, CPU seconds, failures)."""
+def phases(mem: Any, plan: Plan, counters: Counters) -> tuple[dict[str, float], float, list[str]]:
+    """Run the timed phases on `mem`: (seconds per phase, CPU seconds, failures).
+
+    `counters` gets each phase's faults and counters, read outside its clock.
+    """
     import numpy as np
 
     a64 = np.frombuffer(mem, dtype=np.uint64)
     failures: list[str] = []
     seconds: dict[str, float] = {}
+    cpu = 0.0
+    snap: dict[str, Any] = {}
+    cpu0 = 0.0
+    t = 0.0
 
-    def start(name: str) -> float:
+    def start(name: str) -> None:
+        nonlocal cpu0, t, snap
         say(f"phase {name}")
-        return time.perf_counter()
+        snap = counters.snapshot()
+        cpu0 = cpu_seconds()
+        t = time.perf_counter()
 
-    cpu0 = cpu_seconds()
-    t = start("fill")
-    fill(a64.view(np.uint8), plan.source, plan.source_pages)
-    seconds["fill"] = time.perf_counter() - t
-    for name in ("scan1", "scan2"):
-        t = start(name)
-        got = int(a64.sum(dtype=np.uint64))
+    def stop(name: str) -> None:
+        nonlocal cpu
         seconds[name] = time.perf_counter() - t
+        spent = cpu_seconds() - cpu0
+        cpu += spent
+        counters.record(name, snap, counters.snapshot())
+        counters.phases[name]["cpu_seconds"] = spent
+
+    start("fill")
+    fill(a64.view(np.uint8), plan.source, plan.source_pages)
+    stop("fill")
+    for name in ("scan1", "scan2"):
+        start(name)
+        got = int(a64.sum(dtype=np.uint64))
+        stop(name)
         if got != plan.total:
             failures.append(f"{name}: sum {got:#x}, expected {plan.total:#x}")
-    t = start("reads")
+    start("reads")
     values = a64[plan.read_idx * WORDS_PER_PAGE]
-    seconds["reads"] = time.perf_counter() - t
+    stop("reads")
     bad = int(np.count_nonzero(values != plan.want_reads))
     if bad:
         failures.append(f"reads: {bad} of {len(values)} words differ from the page file")
-    t = start("writes")
+    start("writes")
     a64[plan.write_idx * WORDS_PER_PAGE + 1] = plan.written
-    seconds["writes"] = time.perf_counter() - t
-    cpu = cpu_seconds() - cpu0
+    stop("writes")
     say("phase check")
     bad = int(np.count_nonzero(a64[plan.write_idx * WORDS_PER_PAGE + 1] != plan.written))
     if bad:
@@ -244,12 +378,18 @@ def phases(mem: Any, plan: Plan) -> tuple[dict[str, float], float, list[str]]:
 
 def run(spec: dict[str, Any]) -> dict[str, Any]:
     plan = Plan(spec)
-    baseline = read_usage(spec.get("usage_file"))
+    usage = spec.get("usage_file")
+    memcg_stat = None if usage is None else os.path.join(os.path.dirname(usage), "memory.stat")
+    cache = unmapped_cache(memcg_stat)
+    baseline = max(0, read_usage(usage) - cache)
     buf = Buffer(spec, baseline)
+    if buf.split:
+        buf.split["page_cache_left_out"] = cache
+    counters = Counters(buf, memcg_stat)
     # No try/finally around the phases: on an exception (Ctrl-C above all)
     # the traceback keeps the array's view alive, close() would raise
     # BufferError over it, and the process is ending anyway.
-    seconds, cpu, failures = phases(buf.mem, plan)
+    seconds, cpu, failures = phases(buf.mem, plan, counters)
     stats = buf.stats()
     resident = None if buf.region is None else int(buf.region.resident_bytes)
     buf.close()
@@ -262,6 +402,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         "region_stats": stats,
         "region_split": buf.split or None,
         "region_resident_bytes": resident,
+        "phase_counters": counters.phases,
     }
 
 

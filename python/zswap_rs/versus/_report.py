@@ -1,4 +1,4 @@
-"""The report of a run: two tables (swap I/O, time), the bars of SPEC.md, JSON, a plot.
+"""The report of a run: three tables (swap I/O, time, faults), the bars of SPEC.md, JSON, a plot.
 
 The % columns compare each side with the kernel's swap and the kernel's
 zswap at the same pressure: negative is less I/O or less time; "base" marks
@@ -6,7 +6,10 @@ the side a column compares with, "-" a comparison with nothing to compare
 (the other side did not run, or its figure is 0). A side that
 did not run to the end (unavailable, failed, timed out) gets no figures,
 only its status and, below the table, why: a missing figure is never shown
-as a zero.
+as a zero. The faults table gives each phase's fault count beside its cost
+per fault (the phase's seconds over its faults, so the evictions each fault
+forces are in it, on both sides); a phase with too few faults for that to
+mean anything (`MIN_FAULTS_FOR_COST`) shows "-".
 """
 
 from __future__ import annotations
@@ -15,9 +18,18 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from . import _job
-from ._run import SIDE_TITLES, SideResult, Versus
+from ._run import MIN_FAULTS_FOR_COST, REGION_SIDES, SIDE_TITLES, SideResult, Versus
 
-__all__ = ["IO_COLUMNS", "TIME_COLUMNS", "bars", "describe", "format_report", "plot", "to_json"]
+__all__ = [
+    "FAULT_COLUMNS",
+    "IO_COLUMNS",
+    "TIME_COLUMNS",
+    "bars",
+    "describe",
+    "format_report",
+    "plot",
+    "to_json",
+]
 
 IO_COLUMNS = (
     "pressure",
@@ -42,6 +54,16 @@ TIME_COLUMNS = (
     "peak RSS",
     "cgroup peak",
 )
+#: Per phase: its faults, then microseconds per fault.
+FAULT_COLUMNS = (
+    "pressure",
+    "side",
+    *(c for p in _job.PHASES for c in (p, "us/f")),
+    "kernel majflt",
+)
+#: The phase of the per-fault bar: one random page per touch, no read-ahead
+#: to help either side, so one touch of an evicted page is one fault.
+BAR_FAULT_PHASE = "reads"
 #: What a side's own comparison column shows: it is the base of that column.
 BASE = "base"
 #: The Regions bars of SPEC.md, Performance.
@@ -91,7 +113,7 @@ def _cached(r: SideResult) -> tuple[int | None, int | None]:
     """(zswpout, zswpwb) of the side's compressed tier: the kernel's, or the region's."""
     if r.status != "ok":
         return None, None
-    if r.side == "zswap-rs" and r.region_stats is not None:
+    if r.is_region and r.region_stats is not None:
         return r.region_stats.get("zswpout"), r.region_stats.get("zswpwb")
     return r.kernel.get("zswpout"), r.kernel.get("zswpwb")
 
@@ -144,19 +166,85 @@ def time_rows(v: Versus) -> list[list[str]]:
     return rows
 
 
+def _us(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1f}"
+
+
+def fault_rows(v: Versus) -> list[list[str]]:
+    rows = []
+    for r in v.results:
+        head = [f"{r.level:g}x", SIDE_TITLES[r.side]]
+        if r.status != "ok":
+            rows.append([*head, _status(r), *[""] * (len(FAULT_COLUMNS) - 3)])
+            continue
+        cells = []
+        for p in _job.PHASES:
+            n = r.phase_faults(p)
+            cells += ["-" if n is None else str(n), _us(r.us_per_fault(p))]
+        majflt = [c.get("majflt", 0) for c in r.phase_counters.values()]
+        cells.append(str(sum(majflt)) if majflt else "-")
+        rows.append([*head, *cells])
+    return rows
+
+
+def fault_bar(v: Versus, side: str) -> str | None:
+    """The per-fault bar of a region side: its random reads' us/fault against kernel zswap's."""
+    pairs = [(lv, v.result(lv, side), v.result(lv, "zswap")) for lv in v.config.levels]
+    parts, verdicts = [], []
+    for lv, a, b in pairs:
+        if a is None or b is None:
+            continue
+        ua, ub = a.us_per_fault(BAR_FAULT_PHASE), b.us_per_fault(BAR_FAULT_PHASE)
+        if ua is None or ub is None:
+            why = [
+                f"{SIDE_TITLES[r.side]} "
+                + (_status(r) if r.status != "ok" else f"under {MIN_FAULTS_FOR_COST} faults")
+                for r, u in ((a, ua), (b, ub))
+                if u is None
+            ]
+            parts.append(f"{lv:g}x not measured ({', '.join(why)})")
+            continue
+        ok = ua <= ub
+        verdicts.append(ok)
+        na, nb = a.phase_faults(BAR_FAULT_PHASE), b.phase_faults(BAR_FAULT_PHASE)
+        parts.append(
+            f"{lv:g}x {'PASS' if ok else 'FAIL'} ({ua:.1f} us over {na} faults "
+            f"vs {ub:.1f} us over {nb})"
+        )
+    if not parts:
+        return None
+    overall = "not measured" if not verdicts else ("PASS" if all(verdicts) else "FAIL")
+    return (
+        f"a fault served by {SIDE_TITLES[side]} costs at most the kernel zswap's swap-in "
+        f"({BAR_FAULT_PHASE} phase, us per fault): {overall}: " + "; ".join(parts)
+    )
+
+
 def bars(v: Versus) -> list[str]:
+    """Each Regions bar of SPEC.md, for each region side run: holds or not, with figures."""
+    sides = [s for s in v.config.sides if s in REGION_SIDES] or ["zswap-rs"]
+    out = []
+    for side in sides:
+        title = SIDE_TITLES[side]
+        prefix = "" if side == "zswap-rs" else f"{title}: "
+        out += [ln if ln.startswith(title) else prefix + ln for ln in _side_bars(v, side)]
+        fb = fault_bar(v, side)
+        if fb is not None:
+            out.append(fb)
+    return out
+
+
+def _side_bars(v: Versus, side: str) -> list[str]:
     """Each Regions bar of SPEC.md: holds, does not hold (with the figures), or not measured."""
     levels = list(v.config.levels)
-    pairs = [(lv, v.result(lv, "zswap-rs"), v.result(lv, "zswap")) for lv in levels]
+    pairs = [(lv, v.result(lv, side), v.result(lv, "zswap")) for lv in levels]
     measured = [(lv, a, b) for lv, a, b in pairs if a and b and a.status == b.status == "ok"]
     out = []
     missing = []
     for lv, a, b in pairs:
         gaps = [f"{SIDE_TITLES[r.side]} {_status(r)}" for r in (b, a) if r and r.status != "ok"]
         gaps += [
-            f"{SIDE_TITLES[s]} not in --sides"
-            for s, r in (("zswap", b), ("zswap-rs", a))
-            if r is None
+            f"{SIDE_TITLES[s]} not in --sides" for s, r in (("zswap", b), (side, a)) if r is None
         ]
         if gaps:
             missing.append(f"{lv:g}x ({', '.join(gaps)})")
@@ -169,9 +257,12 @@ def bars(v: Versus) -> list[str]:
             if (a.total_seconds or 0) >= (b.total_seconds or 0)
         ]
         verdict = "holds" if not slower else "does not hold at " + ", ".join(slower)
-        out.append(f"zswap-rs faster than the kernel's zswap at every pressure measured: {verdict}")
+        out.append(
+            f"{SIDE_TITLES[side]} faster than the kernel's zswap at every pressure measured: "
+            + verdict
+        )
     heaviest = max(levels)
-    a, b = v.result(heaviest, "zswap-rs"), v.result(heaviest, "zswap")
+    a, b = v.result(heaviest, side), v.result(heaviest, "zswap")
     s = v.result(heaviest, "swap")
     if a and b and a.status == b.status == "ok" and a.total_seconds and b.total_seconds:
         speedup = b.total_seconds / a.total_seconds
@@ -218,8 +309,9 @@ def describe(v: Versus) -> str:
         if r.region_split:
             sp = r.region_split
             lines.append(
-                f"  {r.level:g}x zswap-rs: interpreter {sp['baseline'] / 2**20:.1f} MiB, budget "
-                f"{sp['budget'] / 2**20:.1f} MiB, pool limit {sp['max_pool_bytes'] / 2**20:.1f} MiB"
+                f"  {r.level:g}x {SIDE_TITLES[r.side]}: interpreter "
+                f"{sp['baseline'] / 2**20:.1f} MiB, budget {sp['budget'] / 2**20:.1f} MiB, "
+                f"pool limit {sp['max_pool_bytes'] / 2**20:.1f} MiB"
             )
     lines.extend(f"note: {n}" for n in v.notes)
     return "\n".join(lines)
@@ -241,10 +333,13 @@ def footnotes(v: Versus) -> list[str]:
             seen.add(r.reason)
             same = [f"{x.level:g}x" for x in v.results if x.side == r.side and x.reason == r.reason]
             out.append(f"{SIDE_TITLES[r.side]} at {', '.join(same)}: {_status(r)}: {r.reason}")
-        if r.status == "ok" and r.side == "zswap-rs" and (r.kernel.get("pswpout") or 0) > 0:
+        if r.status == "ok" and r.is_region and (r.kernel.get("pswpout") or 0) > 0:
+            majflt = {p: c.get("majflt", 0) for p, c in r.phase_counters.items()}
             out.append(
-                f"zswap-rs at {r.level:g}x: the kernel also swapped {r.kernel['pswpout']} pages of "
-                "that process out (the interpreter, or resident region pages): counted in its I/O"
+                f"{SIDE_TITLES[r.side]} at {r.level:g}x: the kernel also swapped "
+                f"{r.kernel['pswpout']} pages of that process out (the interpreter, or resident "
+                "region pages): counted in its I/O; its major faults per phase: "
+                + ", ".join(f"{p} {n}" for p, n in majflt.items())
             )
         pool, kmem = r.kernel_pool_peak_bytes, r.cgroup_kmem_peak_bytes
         if pool is not None and kmem is not None and pool > kmem + (1 << 20):
@@ -272,6 +367,11 @@ def format_report(v: Versus) -> str:
         "",
         "time (seconds; peak RSS of the job's process, peak charge of its cgroup)",
         format_table(TIME_COLUMNS, time_rows(v)),
+        "",
+        "faults per phase (kernel sides: the job's major faults, i.e. swap-ins from zswap or "
+        "disk; zswap-rs: the region's faults + write-protect faults + the job's major faults) "
+        f"and us/f, microseconds of the phase per fault ('-': under {MIN_FAULTS_FOR_COST} faults)",
+        format_table(FAULT_COLUMNS, fault_rows(v)),
     ]
     notes = footnotes(v)
     if notes:

@@ -35,6 +35,8 @@ from ._machine import MachineError
 
 __all__ = [
     "DEFAULT_LEVELS",
+    "DEFAULT_SIDES",
+    "REGION_SIDES",
     "SIDES",
     "Config",
     "SideResult",
@@ -46,8 +48,24 @@ __all__ = [
 
 PAGE_SIZE = _job.PAGE_SIZE
 #: The sides, in the order they run at each level.
-SIDES = ("swap", "zswap", "zswap-rs")
-SIDE_TITLES = {"swap": "kernel swap", "zswap": "kernel zswap", "zswap-rs": "zswap-rs"}
+SIDES = ("swap", "zswap", "zswap-rs", "zswap-rs-signal")
+#: What a run measures unless `--sides` says otherwise: signal mode breaks
+#: syscalls on evicted pages (EFAULT), so it is opt-in here as in `Region`.
+DEFAULT_SIDES = ("swap", "zswap", "zswap-rs")
+SIDE_TITLES = {
+    "swap": "kernel swap",
+    "zswap": "kernel zswap",
+    "zswap-rs": "zswap-rs",
+    "zswap-rs-signal": "zswap-rs signal",
+}
+#: The sides whose array is a `zswap_rs.Region`, and its `faults=` mode.
+#: The job does no syscall on the array (the fill reads the page file into
+#: a buffer of its own and copies from there), so signal mode's EFAULT on
+#: an evicted page never happens in it.
+REGION_SIDES = {"zswap-rs": "handlers", "zswap-rs-signal": "signal"}
+#: Fewer faults than this in a phase and its cost per fault is not shown:
+#: the phase's seconds are then mostly not faults.
+MIN_FAULTS_FOR_COST = 100
 #: Array size in multiples of the memory limit: the shape of the seed's N = 8..24 rows.
 DEFAULT_LEVELS = (1.0, 1.5, 2.0, 3.0, 4.0)
 DEFAULT_COMPRESSOR = "lz4"
@@ -116,7 +134,7 @@ class Config:
     writes: int = 50_000
     #: Seconds a side may take before it is stopped and reported as such.
     timeout: float = 300.0
-    sides: tuple[str, ...] = SIDES
+    sides: tuple[str, ...] = DEFAULT_SIDES
 
     @property
     def limit_bytes(self) -> int:
@@ -172,6 +190,36 @@ class SideResult:
     #: cgroup: a pool far above the latter was not charged to the limit.
     kernel_pool_peak_bytes: int | None = None
     cgroup_kmem_peak_bytes: int | None = None
+    #: Per phase, what the job counted around it (`_job.Counters`): its
+    #: major and minor faults, the region's counters, /proc/vmstat's swap
+    #: events and the cgroup's memory.stat.
+    phase_counters: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def is_region(self) -> bool:
+        return self.side in REGION_SIDES
+
+    def phase_faults(self, phase: str) -> int | None:
+        """The faults the job took in `phase`: what its seconds paid for.
+
+        Kernel sides: the process's major faults (swap-ins, from zswap or
+        disk). Region sides: the region's faults and write-protect faults,
+        plus the process's major faults (the kernel swapping the job itself).
+        """
+        c = self.phase_counters.get(phase)
+        if self.status != "ok" or c is None:
+            return None
+        n = int(c["majflt"])
+        if self.is_region and c.get("region"):
+            n += int(c["region"].get("faults", 0)) + int(c["region"].get("wp_faults", 0))
+        return n
+
+    def us_per_fault(self, phase: str) -> float | None:
+        """Microseconds of `phase` per fault; None under MIN_FAULTS_FOR_COST faults."""
+        n = self.phase_faults(phase)
+        if n is None or n < MIN_FAULTS_FOR_COST or phase not in self.seconds:
+            return None
+        return self.seconds[phase] / n * 1e6
 
     @property
     def total_seconds(self) -> float | None:
@@ -189,6 +237,8 @@ class SideResult:
         doc = asdict(self)
         doc["total_seconds"] = self.total_seconds
         doc["io_pages"] = self.io_pages
+        doc["faults"] = {p: self.phase_faults(p) for p in _job.PHASES}
+        doc["us_per_fault"] = {p: self.us_per_fault(p) for p in _job.PHASES}
         return doc
 
 
@@ -410,8 +460,9 @@ def _spec(ctx: _Context, level: float, side: str, region_path: Path) -> dict[str
     """What the job's process is told (`_job`): the array, the pages, the region if any."""
     config = ctx.config
     region = None
-    if side == "zswap-rs":
+    if side in REGION_SIDES:
         region = {
+            "faults": REGION_SIDES[side],
             "compressor": ctx.compressor,
             "path": str(region_path),
             "pool_percent": config.pool_percent,
@@ -432,11 +483,11 @@ def run_side(ctx: _Context, level: float, side: str) -> SideResult:
     """One side at one level: zswap set for it, a fresh cgroup, the job in a fresh process."""
     config = ctx.config
     result = SideResult(level, side, config.array_bytes(level), "ok")
-    if side == "zswap-rs" and ctx.region_why is not None:
+    if side in REGION_SIDES and ctx.region_why is not None:
         result.status, result.reason = "unavailable", ctx.region_why
         return result
     _configure_zswap(ctx, side)
-    region_path = ctx.workdir / f"region-{level:g}.swap"
+    region_path = ctx.workdir / f"region-{side}-{level:g}.swap"
     spec = _spec(ctx, level, side, region_path)
     name = f"zswap-rs-versus-{os.getpid()}-{side}-{level:g}"
     try:
@@ -503,6 +554,7 @@ def _fill_result(result: SideResult, out: dict[str, Any], oom: int, timeout: flo
     result.baseline_bytes = doc["baseline_bytes"]
     result.region_stats = doc["region_stats"]
     result.region_split = doc["region_split"]
+    result.phase_counters = doc.get("phase_counters", {})
     result.pswpin = result.kernel["pswpin"]
     result.pswpout = result.kernel["pswpout"]
     if result.region_stats is not None:
@@ -646,7 +698,8 @@ def run(
         raise VersusError("zswap-rs versus needs NumPy: pip install numpy")
     notes: list[str] = []
     compressor = choose_compressor(config, zswap_rs, notes)
-    region_why = region_unavailable(zswap_rs) if "zswap-rs" in config.sides else None
+    wants_region = any(s in REGION_SIDES for s in config.sides)
+    region_why = region_unavailable(zswap_rs) if wants_region else None
     where = swap_dir(config)
     heaviest = max(config.array_bytes(lv) for lv in config.levels)
     swap_bytes = heaviest + config.limit_bytes + SWAP_SLACK_BYTES
