@@ -613,13 +613,24 @@ fn the_cache_compacts_by_itself() {
     );
 }
 
-/// A compressor whose first decompression waits, inside the decoder, until
-/// the test lets it go: a load then sits in the middle of decompressing.
+/// A compressor whose decompressions wait inside the decoder while it is
+/// armed: the test learns that one entered, and lets it go.
 #[derive(Debug)]
 struct Gated {
     inner: Arc<dyn zswap_rs::compress::Compressor>,
-    entered: std::sync::Mutex<Option<std::sync::mpsc::Sender<()>>>,
-    release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+    #[allow(clippy::type_complexity)]
+    gate: std::sync::Mutex<Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>>,
+}
+
+impl Gated {
+    /// Arms the gate for the next decompression: returns the receiver
+    /// that hears it enter and the sender that lets it go.
+    fn arm(&self) -> (std::sync::mpsc::Receiver<()>, std::sync::mpsc::Sender<()>) {
+        let (entered_tx, entered) = std::sync::mpsc::channel();
+        let (release, release_rx) = std::sync::mpsc::channel();
+        *self.gate.lock().unwrap() = Some((entered_tx, release_rx));
+        (entered, release)
+    }
 }
 
 impl zswap_rs::compress::Compressor for Gated {
@@ -638,28 +649,25 @@ impl zswap_rs::compress::Compressor for Gated {
         src: &[u8],
         dst: &mut [u8],
     ) -> Result<(), zswap_rs::compress::DecompressError> {
-        let first = self.entered.lock().unwrap().take();
-        if let Some(entered) = first {
+        let armed = self.gate.lock().unwrap().take();
+        if let Some((entered, release)) = armed {
             entered.send(()).unwrap();
-            let _ = self
-                .release
-                .lock()
-                .unwrap()
-                .recv_timeout(std::time::Duration::from_secs(60));
+            let _ = release.recv_timeout(std::time::Duration::from_secs(60));
         }
         self.inner.decompress(src, dst)
     }
 }
 
-/// A load holds no pool lock while it decompresses, so a store into the
-/// same size class, and a load of another object of it, go ahead
-/// meanwhile. (Decompressing straight from the object held its class lock
-/// shared for the whole decompression: a store into the class waited for
-/// it, and loads queued behind that store.)
+/// Once a store has waited for a decompression of its size class, loads
+/// of the class decompress a copy with no pool lock held, so stores into
+/// the class, and loads of other objects of it, go ahead meanwhile. (With
+/// every decompression under the class lock, a store into the class
+/// waited for each one, and loads queued behind that store.) Before any
+/// store waited, loads decompress in place: the first store does wait.
 #[test]
-fn a_decompression_holds_up_no_store_or_load_of_its_class() {
+fn after_a_store_waited_a_decompression_holds_up_no_store_or_load_of_its_class() {
     use std::sync::mpsc::channel;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
     use zswap_rs::{Config, Zswap};
 
     // Entries are decoded by the first instance of their compressor id the
@@ -670,35 +678,49 @@ fn a_decompression_holds_up_no_store_or_load_of_its_class() {
         ..Config::default()
     })
     .unwrap();
-    let (entered_tx, entered) = channel();
-    let (release, release_rx) = channel();
-    let lz4 = zswap_rs::compress::create("lz4", &Default::default()).unwrap();
-    z.set_compressor_instance(Arc::new(Gated {
-        inner: lz4,
-        entered: std::sync::Mutex::new(Some(entered_tx)),
-        release: std::sync::Mutex::new(release_rx),
-    }));
-    let t = z.swapon(16).unwrap();
+    let gated = Arc::new(Gated {
+        inner: zswap_rs::compress::create("lz4", &Default::default()).unwrap(),
+        gate: std::sync::Mutex::new(None),
+    });
+    z.set_compressor_instance(gated.clone());
+    let t = z.swapon(32).unwrap();
     // One page content throughout: every object is in one size class.
     let page = page_of(1200, 5);
     z.store(t, 0, &page).unwrap();
     z.store(t, 1, &page).unwrap();
-    let class = z.pool_classes().iter().filter(|c| c.obj_used > 0).count();
-    assert_eq!(class, 1, "both objects in one class");
+    let classes = z.pool_classes().iter().filter(|c| c.obj_used > 0).count();
+    assert_eq!(classes, 1, "both objects in one class");
     let z = &z;
+    // First: a load in place under the class lock, and a store that waits
+    // for it (which switches the class's loads to copies).
     std::thread::scope(|s| {
+        let (entered, release) = gated.arm();
         let loader = s.spawn(move || z.load(t, 0).unwrap());
         entered.recv_timeout(Duration::from_secs(60)).unwrap();
-        // The loader is inside the decoder now. Each of these must finish
-        // without it; a stuck one would wait for the 60 s gate.
+        let start = Instant::now();
+        let storer = s.spawn(move || z.store(t, 2, &page_of(1200, 5)).unwrap());
+        std::thread::sleep(Duration::from_millis(200));
+        release.send(()).unwrap();
+        storer.join().unwrap();
+        assert!(
+            start.elapsed() >= Duration::from_millis(200),
+            "the first store did not wait for the decompression in place"
+        );
+        assert!(loader.join().unwrap() == page_of(1200, 5));
+    });
+    // Then: a load held in its decompressor, and stores and a load of the
+    // class beside it.
+    std::thread::scope(|s| {
+        let (entered, release) = gated.arm();
+        let loader = s.spawn(move || z.load(t, 0).unwrap());
+        entered.recv_timeout(Duration::from_secs(60)).unwrap();
         let (done_tx, done) = channel();
         s.spawn(move || {
-            for off in 2..16 {
-                z.store(t, off, &page).unwrap();
+            for off in 3..32 {
+                z.store(t, off, &page_of(1200, 5)).unwrap();
             }
             z.store(t, 1, &page_of(1200, 6)).unwrap();
-            let back = z.load(t, 1).unwrap();
-            done_tx.send(back).unwrap();
+            done_tx.send(z.load(t, 1).unwrap()).unwrap();
         });
         let got = done.recv_timeout(Duration::from_secs(20));
         release.send(()).unwrap();

@@ -5,9 +5,11 @@
 //! compressed outside every lock into a per-thread two-page buffer, refused
 //! if it came to more than `max_compression_ratio` percent of a page,
 //! copied into a pool object, and entered in
-//! its area's red-black tree and LRU. A load copies the pool object out
-//! into the same per-thread buffer under its area lock and its size-class
-//! lock (shared with other loads), and decompresses it with no lock held.
+//! its area's red-black tree and LRU. A load decompresses straight from the
+//! pool object, holding only that object's size-class lock, shared with other
+//! loads (the area lock is dropped once the object is pinned); while stores
+//! into that class have lately waited on the lock, it copies the object out
+//! under the lock and decompresses the copy with no lock held.
 //!
 //! # Locks
 //!
@@ -40,10 +42,13 @@
 //! written by two threads at once. A claim is released even when its I/O
 //! panics (see `area.rs`).
 //!
-//! Every pool object is allocated, written, read and freed with its owning
-//! area's lock held: that is what lets compaction move an object and
-//! rewrite its handle in the index safely, holding its owner's area lock
-//! (found by the tag the object carries) and then its class lock.
+//! Every pool object is allocated, written and freed with its owning
+//! area's lock held, and read either under it or under its class lock taken
+//! while the area lock was held: that is what lets compaction move an
+//! object and rewrite its handle in the index safely, holding its owner's
+//! area lock (found by the tag the object carries) and then its class lock.
+//! A load that decompresses under a class lock takes no other lock until
+//! it lets go.
 //!
 //! Anything learned before taking the area lock (the area is on, the offset
 //! is in range, what the entry was) is checked again after taking it: the
@@ -986,8 +991,10 @@ impl Zswap {
     }
 
     /// Serve `entry` from the pool. Called with the area lock held; the
-    /// object's bytes are copied out under its size-class lock and
-    /// decompressed with no lock held.
+    /// object is decompressed in place under its size-class lock, or from
+    /// a copy with no lock held while stores into the class wait on it
+    /// ([`Pool::with_object_or_copy`]); the area lock is dropped first
+    /// either way.
     fn load_entry(
         &self,
         at: AreaRef<'_>,
@@ -1008,32 +1015,36 @@ impl Zswap {
             return Ok(LoadSource::SameFilled);
         }
         let (handle, len) = unpack(entry.value);
-        // The compressed bytes are copied out under the object's size-class
-        // lock (taken shared under the area lock: the lock order), then
-        // both locks are let go and the copy is decompressed. Decompressing
-        // in place held the class lock for the whole decompression, and a
-        // store into that class (most pages land in a handful) waited for
-        // it, with loads queued behind the store: a thread loading beside
-        // one storing spun into about one `sched_yield` per store. The copy
-        // reads the object once, in a stream; the decompression's own reads
-        // of it would have taken the same misses.
         let decoded = with_scratch(len, |buf| {
-            self.pool.read(handle, buf);
             if exclusive {
-                // The object can go: its bytes are in `buf`.
+                self.pool.read(handle, buf);
+                // The compressed bytes are in `buf` now; the object can go.
                 inner.index.remove_at(entry.id);
                 self.release(entry);
-            } else {
-                inner.index.touch(entry.id);
+                drop(inner);
+                let decoded = self.decompress(entry.tag, buf, out);
+                if decoded.is_err() {
+                    // Put the bytes back so that the failure leaves the
+                    // cache as it was, unless a newer page took the slot
+                    // meanwhile.
+                    self.restore_exclusive(at, offset, entry.tag, buf);
+                }
+                return decoded;
             }
-            drop(inner);
-            let decoded = self.decompress(entry.tag, buf, out);
-            if decoded.is_err() && exclusive {
-                // Put the bytes back so that the failure leaves the cache
-                // as it was, unless a newer page took the slot meanwhile.
-                self.restore_exclusive(at, offset, entry.tag, buf);
-            }
-            decoded
+            // The object's size-class lock, taken shared under the area
+            // lock (the lock order), pins it: a free or a compaction move of
+            // it needs that lock exclusive. The area lock goes before the
+            // decompression, so other offsets of the area are not held up.
+            // The pool decompresses in place while nobody waits to write
+            // the class, and from a copy in `buf`, with the class lock let
+            // go, while stores into it have lately had to wait (a thread
+            // storing beside a loading one waited on the class lock about
+            // once per store otherwise).
+            inner.index.touch(entry.id);
+            self.pool.with_object_or_copy(handle, len, buf, |src| {
+                drop(inner);
+                self.decompress(entry.tag, src, out)
+            })
         });
         if let Err(e) = decoded {
             self.stats.inc(Counter::DecompressFail);
