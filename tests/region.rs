@@ -6,6 +6,7 @@
 //! CI runs as root; the unprivileged case re-runs this binary as `nobody`.
 
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -387,7 +388,14 @@ fn an_unprivileged_user_gets_a_config_error_or_a_working_region() {
         // Already unprivileged: the child's body is the test.
         return unprivileged_child();
     }
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
+    // A copy of this binary where `nobody` may run it: the checkout may
+    // sit in a directory only root can enter (a clone into `mktemp -d`).
+    let dir = std::env::temp_dir().join(format!("zswap-rs-unprivileged-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = dir.join("region-test");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    let out = std::process::Command::new(&exe)
         .args([
             "--exact",
             "an_unprivileged_user_gets_a_config_error_or_a_working_region",
@@ -395,10 +403,12 @@ fn an_unprivileged_user_gets_a_config_error_or_a_working_region() {
         ])
         .env("ZSWAP_REGION_UNPRIVILEGED_CHILD", "1")
         .env("TMPDIR", "/tmp")
+        .current_dir("/")
         .uid(65534)
         .gid(65534)
-        .output()
-        .unwrap();
+        .output();
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = out.unwrap();
     let text =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
