@@ -474,6 +474,36 @@ fn packed_pages_go_as_they_are_only_if_they_decode_to_the_page() {
         .write_many_packed(&[3, 4], &pages[..2 * PAGE], &packed[..1], &mut checks)
         .unwrap_err();
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    // The other software formats go as they are too, tagged 16 + their id;
+    // zstd made with a dictionary the store lacks does not decode there,
+    // and is compressed anew.
+    let options = zswap_rs::compress::Options::default();
+    let mut with_dict = zswap_rs::compress::Options::default();
+    let samples: Vec<Vec<u8>> = (0..64).map(page).collect();
+    with_dict.dictionary = Some(
+        zstd::dict::from_samples(&samples, 4096)
+            .expect("a dictionary")
+            .into(),
+    );
+    for (slot, name, opts, as_is) in [
+        (5u64, "lzo", &options, true),
+        (6, "zstd", &options, true),
+        (7, "deflate", &options, true),
+        (8, "zstd", &with_dict, false),
+    ] {
+        let c = zswap_rs::compress::create(name, opts).unwrap();
+        let p = page(slot);
+        let mut z = vec![0u8; 2 * PAGE];
+        let n = c.compress(&p, &mut z).unwrap();
+        let mut checks = Vec::new();
+        store
+            .write_many_packed(&[slot], &p, &[Some((c.id(), &z[..n]))], &mut checks)
+            .unwrap();
+        let sent = [&[16 + c.id() as u8][..], &z[..n]].concat();
+        assert_eq!(value(slot) == sent, as_is, "{name} at slot {slot}");
+        store.read(slot, checks[0], &mut out).unwrap();
+        assert_eq!(out, p, "{name} at slot {slot}");
+    }
 }
 
 #[test]

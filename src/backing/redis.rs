@@ -10,15 +10,16 @@
 //! server, or on every master of a cluster (a set of written slots would
 //! cost the client RAM per page, which is what the area exists to save).
 //!
-//! Values are the page compressed with lz4 (a one-byte tag, then the block;
-//! a page that does not shrink goes raw). Written-back pages travel as the
-//! pool's own bytes, as the SPEC wants, where the pool's compressor is lz4
-//! (the default): writeback hands them over beside the page
-//! ([`BackingStore::write_many_packed`]), and the store sends them once it
-//! has seen them decode to the page, instead of compressing again (which
-//! took about half of the writeback thread's time). Pages of another
-//! compressor, and pages stored straight to the server, are compressed
-//! here. The check the cache keeps is that of the uncompressed page
+//! Values are a one-byte tag, then the page compressed. Written-back pages
+//! travel as the pool's own bytes, as the SPEC wants: writeback hands them
+//! over beside the page ([`BackingStore::write_many_packed`]), and the
+//! store sends them, tagged with their format (lz4, lzo, zstd, deflate:
+//! IAA's and NX's streams are deflate too), once it has seen them decode to
+//! the page with its own decoder, instead of compressing again (which took
+//! about half of the writeback thread's time). What it cannot decode alone
+//! (zstd with the cache's trained dictionary) and pages stored straight to
+//! the server are compressed here with lz4; a page that does not shrink
+//! goes raw. The check the cache keeps is that of the uncompressed page
 //! ([`page_check`]: area id, slot, bytes), verified after decompression,
 //! so a lost key (FLUSHALL, a restart without persistence, an eviction), a
 //! changed one or one copied from another slot is a check failure
@@ -36,6 +37,7 @@
 
 use std::fmt;
 use std::io;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use ::redis::cluster::{cluster_pipe, ClusterClient, ClusterConnection};
@@ -43,7 +45,7 @@ use ::redis::{Client, Connection, RedisError};
 use parking_lot::Mutex;
 
 use super::{check_failed, page_check, slot_out_of_range, BackingStore};
-use crate::compress::CompressorId;
+use crate::compress::{self, Compressor, CompressorId};
 use crate::error::{Error, ErrorKind, Result};
 
 /// How to reach a Redis store.
@@ -102,6 +104,9 @@ const MAX_IDLE: usize = 16;
 /// Value tags: what follows the first byte.
 const TAG_RAW: u8 = 0;
 const TAG_LZ4: u8 = 1;
+/// `TAG_POOL + id`: the pool's own bytes of compressor `id`
+/// ([`CompressorId`]), decoded by this store's decoder of that format.
+const TAG_POOL: u8 = 16;
 
 /// The longest `Drop` spends deleting an area's keys: a bound on the SCAN
 /// loop, which a live server could otherwise keep going.
@@ -133,6 +138,9 @@ pub struct RedisStore {
     prefix: String,
     options: RedisOptions,
     idle: Mutex<Vec<Conn>>,
+    /// Software decoders of the pool's formats, made on first use; `None`
+    /// where this machine has none.
+    decoders: [OnceLock<Option<Arc<dyn Compressor>>>; CompressorId::ALL.len()],
 }
 
 impl fmt::Debug for RedisStore {
@@ -173,6 +181,7 @@ impl RedisStore {
             prefix: format!("zswap:{area_id:016x}:"),
             options: options.clone(),
             idle: Mutex::new(Vec::new()),
+            decoders: Default::default(),
         };
         store
             .with_conn(|c| match c {
@@ -256,15 +265,12 @@ impl RedisStore {
                 "page of the wrong size",
             ));
         }
-        if let Some((CompressorId::Lz4, bytes)) = packed {
+        if let Some((id, bytes)) = packed.filter(|(_, b)| b.len() < page.len()) {
             scratch.resize(page.len(), 0);
-            let decodes = matches!(
-                lz4_flex::block::decompress_into(bytes, scratch),
-                Ok(n) if n == page.len()
-            );
-            if decodes && bytes.len() < page.len() && scratch[..] == *page {
+            let format = id.stream_format();
+            if self.unpack(format, bytes, scratch) && scratch[..] == *page {
                 let mut value = Vec::with_capacity(1 + bytes.len());
-                value.push(TAG_LZ4);
+                value.push(tag_of(format));
                 value.extend_from_slice(bytes);
                 return Ok((value, page_check(self.area_id, slot, scratch)));
             }
@@ -286,6 +292,22 @@ impl RedisStore {
         Ok((value, check))
     }
 
+    /// Decode `bytes` of `format` into exactly `out`; false if they do not
+    /// decode, or to another length.
+    fn unpack(&self, format: CompressorId, bytes: &[u8], out: &mut [u8]) -> bool {
+        if format == CompressorId::Lz4 {
+            return matches!(
+                lz4_flex::block::decompress_into(bytes, out),
+                Ok(n) if n == out.len()
+            );
+        }
+        let decoder = self.decoders[format as usize]
+            .get_or_init(|| compress::create(format.name(), &compress::Options::default()).ok());
+        decoder
+            .as_ref()
+            .is_some_and(|d| d.decompress(bytes, out).is_ok())
+    }
+
     /// Decode `value` into `out` and verify it against `check`.
     fn decode(&self, slot: u64, check: u32, value: &[u8], out: &mut [u8]) -> io::Result<()> {
         let ok = match value.split_first() {
@@ -293,10 +315,10 @@ impl RedisStore {
                 out.copy_from_slice(body);
                 true
             }
-            Some((&TAG_LZ4, body)) => {
-                matches!(lz4_flex::block::decompress_into(body, out), Ok(n) if n == out.len())
+            Some((&tag, body)) => {
+                format_of(tag).is_some_and(|format| self.unpack(format, body, out))
             }
-            _ => false,
+            None => false,
         };
         if ok && page_check(self.area_id, slot, out) == check {
             Ok(())
@@ -462,6 +484,24 @@ fn to_io(e: RedisError) -> io::Error {
         libc::EIO
     };
     io::Error::from_raw_os_error(errno)
+}
+
+/// The value tag of bytes of `format`.
+fn tag_of(format: CompressorId) -> u8 {
+    match format {
+        CompressorId::Lz4 => TAG_LZ4,
+        other => TAG_POOL + other as u8,
+    }
+}
+
+/// The format a value tag says its bytes are in (`None` for raw, or a tag
+/// no store writes).
+fn format_of(tag: u8) -> Option<CompressorId> {
+    match tag {
+        TAG_LZ4 => Some(CompressorId::Lz4),
+        t if t >= TAG_POOL => CompressorId::from_bits(t - TAG_POOL),
+        _ => None,
+    }
 }
 
 impl BackingStore for RedisStore {

@@ -56,6 +56,15 @@ impl CompressorId {
         CompressorId::NxGzip,
     ];
 
+    /// The format of the streams it makes, as the software compressor of
+    /// that format decodes them: the hardware deflates make raw deflate.
+    pub fn stream_format(self) -> CompressorId {
+        match self {
+            CompressorId::DeflateIaa | CompressorId::NxGzip => CompressorId::Deflate,
+            other => other,
+        }
+    }
+
     /// The id stored as `bits`, if it is one.
     pub fn from_bits(bits: u8) -> Option<CompressorId> {
         CompressorId::ALL.get(bits as usize).copied()
