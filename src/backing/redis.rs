@@ -540,9 +540,10 @@ impl BackingStore for RedisStore {
         self.write_many_packed(slots, pages, &[], checks)
     }
 
-    /// [`write_many`](BackingStore::write_many); an lz4 page (the pool's
-    /// bytes, as writeback hands them) goes as it is, once it is seen to
-    /// decode to the page, instead of being compressed again.
+    /// [`write_many`](BackingStore::write_many); a page given with the
+    /// pool's bytes (as writeback hands them) goes as those bytes, once
+    /// they are seen to decode to the page, instead of being compressed
+    /// again.
     fn write_many_packed(
         &self,
         slots: &[u64],
