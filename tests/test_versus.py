@@ -273,6 +273,20 @@ def test_signal_side_counts_its_faults_per_phase(tmp_path: Path) -> None:
         assert re.search(r": (PASS|FAIL): 1x (PASS|FAIL) \([0-9.]+ us over \d+ faults", line)
 
 
+@needs_machine
+def test_region_direct_io_runs_and_is_reported(tmp_path: Path) -> None:
+    if getattr(zswap_rs, "Region", None) is None:
+        pytest.skip("this build has no Region")
+    before = machine_state(tmp_path)
+    args = (*SMALL, *FEWER, "--sides", "zswap-rs", "--swap-dir", str(tmp_path))
+    proc = run_versus(*args, "--region-direct-io", *other_swap_flag())
+    assert proc.returncode == 0, proc.stderr
+    assert machine_state(tmp_path) == before
+    assert "swap file O_DIRECT; kernel zswap" in proc.stdout
+    _, rows = table(proc.stdout, "pressure  array  side")
+    assert rows[0][2] == "zswap-rs" and rows[0][3] != "FAILED", proc.stdout
+
+
 def _wait_for_job(versus: subprocess.Popen[str], swap_dir: Path, timeout: float = 120) -> int:
     """The PID of the job's process once the kernel swaps its pages to the run's file."""
     _, root = _machine.find_memory_hierarchy()

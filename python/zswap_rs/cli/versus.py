@@ -111,6 +111,12 @@ def add_arguments(v: argparse.ArgumentParser) -> None:
         default="on" if d.kernel_shrinker else "off",
         help="the kernel zswap's shrinker on its side (default on)",
     )
+    v.add_argument(
+        "--region-direct-io",
+        action="store_true",
+        help="zswap-rs: the region's swap file O_DIRECT (default: buffered, through the page "
+        "cache, which the side's cgroup is charged for)",
+    )
     for name, default in (("--reads", d.reads), ("--writes", d.writes)):
         v.add_argument(
             name,
@@ -170,6 +176,7 @@ def _config(args: argparse.Namespace) -> Config:
         allow_other_swap=args.allow_other_swap,
         pool_percent=args.pool_percent,
         kernel_shrinker=args.kernel_shrinker == "on",
+        region_direct_io=args.region_direct_io,
         reads=args.reads,
         writes=args.writes,
         timeout=float(args.timeout),

@@ -215,6 +215,7 @@ class Buffer:
             compressor=reg["compressor"],
             max_pool_bytes=pool,
             faults=reg.get("faults", "handlers"),
+            direct_io=bool(reg.get("direct_io", False)),
         )
         self.mem = self.region
 

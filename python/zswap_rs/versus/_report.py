@@ -302,7 +302,8 @@ def describe(v: Versus) -> str:
         f"job: fill, scan twice, {c.reads} random page reads, {c.writes} random page writes "
         "(seconds per phase; CPU of the job's process, all its threads)",
         f"zswap-rs: the limit less the interpreter, 64 B/page of metadata and 4 MiB, split "
-        f"{c.pool_percent}% pool / {100 - c.pool_percent}% resident budget; kernel zswap: "
+        f"{c.pool_percent}% pool / {100 - c.pool_percent}% resident budget, swap file "
+        f"{'O_DIRECT' if c.region_direct_io else 'buffered'}; kernel zswap: "
         f"shrinker {'on' if c.kernel_shrinker else 'off'}",
     ]
     for r in v.results:

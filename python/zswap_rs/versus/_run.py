@@ -130,6 +130,10 @@ class Config:
     #: The kernel's zswap shrinker (writeback of the pool under the cgroup's
     #: pressure) on the kernel zswap side.
     kernel_shrinker: bool = True
+    #: zswap-rs: open the region's swap file O_DIRECT. Off (the Region's
+    #: default), its writes go through the page cache, which a cgroup v1
+    #: limit charges to the side and reclaim may then wait on.
+    region_direct_io: bool = False
     reads: int = 50_000
     writes: int = 50_000
     #: Seconds a side may take before it is stopped and reported as such.
@@ -463,6 +467,7 @@ def _spec(ctx: _Context, level: float, side: str, region_path: Path) -> dict[str
     if side in REGION_SIDES:
         region = {
             "faults": REGION_SIDES[side],
+            "direct_io": config.region_direct_io,
             "compressor": ctx.compressor,
             "path": str(region_path),
             "pool_percent": config.pool_percent,
