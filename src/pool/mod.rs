@@ -274,7 +274,7 @@ struct SizeClass {
     room: AtomicBool,
     /// True between compaction steps 1 and 3 iff this class isolated
     /// zspages; lets the owners walk skip other classes without locking.
-    /// Written only by the thread holding `Pool::compact_lock`.
+    /// Written only by the thread holding the compaction lock (`Live::compact_lock`).
     compacting: AtomicBool,
     /// Reads of the class left that copy the object out rather than run
     /// their caller's closure under the lock ([`Pool::with_object_or_copy`]):
@@ -317,6 +317,18 @@ pub struct Pool {
     table: ClassTable,
     /// One entry per size step, indexed by class index.
     classes: Box<[SizeClass]>,
+    /// What allocations and frees write, apart from the read-only fields
+    /// above that every call reads.
+    live: Live,
+}
+
+/// The pool's figures that allocations, frees and compaction write, on
+/// lines of their own (128 bytes: adjacent-line prefetch): next to the
+/// class table, each write of one thread would evict the line holding
+/// the table from the other thread's cache, and its next call would miss
+/// on it.
+#[repr(align(128))]
+struct Live {
     /// Bytes of all zspages held; changed under the class lock that adds or
     /// removes a zspage.
     total_bytes: AtomicU64,
@@ -389,11 +401,13 @@ impl Pool {
         Ok(Pool {
             table,
             classes,
-            total_bytes: AtomicU64::new(0),
-            freeable_bytes: AtomicU64::new(0),
-            spread: AtomicBool::new(false),
-            across: AtomicBool::new(false),
-            compact_lock: Mutex::new([0; 4]),
+            live: Live {
+                total_bytes: AtomicU64::new(0),
+                freeable_bytes: AtomicU64::new(0),
+                spread: AtomicBool::new(false),
+                across: AtomicBool::new(false),
+                compact_lock: Mutex::new([0; 4]),
+            },
         })
     }
 
@@ -458,10 +472,12 @@ impl Pool {
             sc.freeable.store(new, Relaxed);
             let bytes = sc.zspage_bytes as u64;
             if new > old {
-                self.freeable_bytes
+                self.live
+                    .freeable_bytes
                     .fetch_add(u64::from(new - old) * bytes, Relaxed);
             } else {
-                self.freeable_bytes
+                self.live
+                    .freeable_bytes
                     .fetch_sub(u64::from(old - new) * bytes, Relaxed);
             }
         }
@@ -527,7 +543,9 @@ impl Pool {
         let mut st = self.write_lock(sc);
         let (id, obj, created) = st.alloc_write(data, tag, &mut mem)?;
         if created {
-            self.total_bytes.fetch_add(sc.zspage_bytes as u64, Relaxed);
+            self.live
+                .total_bytes
+                .fetch_add(sc.zspage_bytes as u64, Relaxed);
         }
         self.publish(sc, &st);
         drop(st);
@@ -572,7 +590,9 @@ impl Pool {
         let mut st = self.write_lock(sc);
         let freed = st.free(handle.zspage(), handle.obj());
         if freed.is_some() {
-            self.total_bytes.fetch_sub(sc.zspage_bytes as u64, Relaxed);
+            self.live
+                .total_bytes
+                .fetch_sub(sc.zspage_bytes as u64, Relaxed);
         }
         self.publish(sc, &st);
         drop(st);
@@ -708,7 +728,7 @@ impl Pool {
     /// pool size).
     #[inline]
     pub fn total_bytes(&self) -> u64 {
-        self.total_bytes.load(Relaxed)
+        self.live.total_bytes.load(Relaxed)
     }
 
     /// Pages held by all zspages.
@@ -784,7 +804,7 @@ impl Pool {
     // The nested `dyn FnMut` is the contract itself; an alias would hide it.
     #[allow(clippy::type_complexity)]
     pub fn compact(&self, owners: &mut dyn FnMut(&mut dyn FnMut(&mut Handle))) -> usize {
-        let _serial = self.compact_lock.lock();
+        let _serial = self.live.compact_lock.lock();
         let mut any = false;
         for sc in self.classes.iter().filter(|c| c.owner) {
             let mut st = self.write_lock(sc);
@@ -821,7 +841,7 @@ impl Pool {
     pub fn migrate(&self, handle: Handle, len: usize) -> Handle {
         let mut h = handle;
         self.migrate_in_place(&mut h);
-        if h == handle && self.across.load(Relaxed) {
+        if h == handle && self.live.across.load(Relaxed) {
             if let Some(moved) = self.migrate_across(handle, len) {
                 return moved;
             }
@@ -893,7 +913,8 @@ impl Pool {
             let mut st = self.write_lock(sc);
             let freed = st.finish_compaction();
             sc.compacting.store(false, Relaxed);
-            self.total_bytes
+            self.live
+                .total_bytes
                 .fetch_sub((freed * sc.zspage_bytes) as u64, Relaxed);
             self.publish(sc, &st);
             pages += freed * sc.pages_per_zspage;
@@ -914,7 +935,7 @@ impl Pool {
     /// them into other classes that fit its objects.
     #[inline]
     pub fn wants_compaction(&self) -> bool {
-        let freeable = self.freeable_bytes.load(Relaxed);
+        let freeable = self.live.freeable_bytes.load(Relaxed);
         if freeable > 0 && freeable * COMPACT_SHARE > self.total_bytes() {
             return true;
         }
@@ -925,11 +946,11 @@ impl Pool {
         });
         if due {
             let spread = self.spread_out();
-            if spread != self.spread.load(Relaxed) {
-                self.spread.store(spread, Relaxed);
+            if spread != self.live.spread.load(Relaxed) {
+                self.live.spread.store(spread, Relaxed);
             }
         }
-        self.spread.load(Relaxed)
+        self.live.spread.load(Relaxed)
     }
 
     /// Whether free slots spread over the classes exceed the spare share.
@@ -977,7 +998,7 @@ impl Pool {
 
     /// Bytes of the zspages compaction could free now.
     pub fn freeable_bytes(&self) -> u64 {
-        self.freeable_bytes.load(Relaxed)
+        self.live.freeable_bytes.load(Relaxed)
     }
 
     /// One bounded compaction step, the one that runs by itself: in the
@@ -1001,7 +1022,7 @@ impl Pool {
     /// move each object (one slot copy), and to finish. Other classes never
     /// wait on a step.
     pub fn compact_step(&self, relocate: &mut dyn FnMut(u64, Handle)) -> usize {
-        let Some(mut stuck) = self.compact_lock.try_lock() else {
+        let Some(mut stuck) = self.live.compact_lock.try_lock() else {
             return 0;
         };
         let best = self
@@ -1012,14 +1033,14 @@ impl Pool {
             .max_by_key(|(_, sc)| u64::from(sc.freeable.load(Relaxed)) * sc.zspage_bytes as u64);
         // In-class work while the in-class threshold is passed; otherwise
         // what is left is spread over classes.
-        let freeable = self.freeable_bytes.load(Relaxed);
+        let freeable = self.live.freeable_bytes.load(Relaxed);
         let within = best.filter(|(_, sc)| {
             sc.freeable.load(Relaxed) > 0 && freeable * COMPACT_SHARE > self.total_bytes()
         });
         let Some((c, sc)) = within.or_else(|| self.sparsest_class(&stuck)) else {
             // No class with free slots is left to try: rest until the next
             // spread check, then try them all afresh.
-            self.spread.store(false, Relaxed);
+            self.live.spread.store(false, Relaxed);
             *stuck = [0; 4];
             return 0;
         };
@@ -1037,15 +1058,15 @@ impl Pool {
             sc.compacting.store(true, Relaxed);
             st.isolated_objects(|tag, id, obj| objects.push((tag, Handle::new(c, id, obj))));
         }
-        self.across.store(within.is_none(), Relaxed);
+        self.live.across.store(within.is_none(), Relaxed);
         let pages = self.relocate_all(&objects, relocate);
-        self.across.store(false, Relaxed);
+        self.live.across.store(false, Relaxed);
         if pages == 0 && within.is_none() {
             // Its objects found no room in the classes that fit them (some
             // may have moved). Rest until the next spread check, then try
             // the next sparsest class rather than this one again.
             stuck[c / 64] |= 1 << (c % 64);
-            self.spread.store(false, Relaxed);
+            self.live.spread.store(false, Relaxed);
         }
         pages
     }
@@ -1057,7 +1078,7 @@ impl Pool {
     /// and never stops the world. Waits for a running compaction. Returns
     /// the pages freed.
     pub fn compact_by_tags(&self, relocate: &mut dyn FnMut(u64, Handle)) -> usize {
-        let _serial = self.compact_lock.lock();
+        let _serial = self.live.compact_lock.lock();
         let mut objects = Vec::new();
         for (c, sc) in self.classes.iter().enumerate().filter(|(_, c)| c.owner) {
             let mut st = self.write_lock(sc);
