@@ -191,3 +191,8 @@ def test_train_dictionary_page_size_and_typed_buffers() -> None:
     assert len(zswap_rs.train_dictionary(words, 8 << 10)) > 0
     with pytest.raises(ValueError, match="page_size"):
         zswap_rs.train_dictionary(big, page_size=3000)
+    # The pages a Zswap takes, no others: a 512-byte page is refused as the
+    # pool refuses it, with the pool's message.
+    small = [heap_page(s)[:512] for s in range(400)]
+    with pytest.raises(zswap_rs.ConfigError, match="page_size 512 is not a power of two in 4096"):
+        zswap_rs.train_dictionary(small, page_size=512)

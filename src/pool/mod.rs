@@ -146,15 +146,28 @@ pub enum PoolConfigError {
 impl fmt::Display for PoolConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PoolConfigError::BadPageSize { page_size } => write!(
-                f,
-                "page_size {page_size} is not a power of two in {MIN_PAGE_SIZE}..={MAX_PAGE_SIZE}"
-            ),
+            PoolConfigError::BadPageSize { page_size } => f.write_str(&bad_page_size(page_size)),
         }
     }
 }
 
 impl std::error::Error for PoolConfigError {}
+
+/// What is wrong with a page size of `value` (of any integer type: a caller
+/// with a negative one says the same).
+pub fn bad_page_size(value: impl fmt::Display) -> String {
+    format!("page_size {value} is not a power of two in {MIN_PAGE_SIZE}..={MAX_PAGE_SIZE}")
+}
+
+/// Whether a pool can work with pages of `page_size` bytes: a power of two
+/// in [`MIN_PAGE_SIZE`]`..=`[`MAX_PAGE_SIZE`].
+pub fn check_page_size(page_size: usize) -> Result<(), PoolConfigError> {
+    if page_size.is_power_of_two() && (MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&page_size) {
+        Ok(())
+    } else {
+        Err(PoolConfigError::BadPageSize { page_size })
+    }
+}
 
 /// One size class's figures, as zsmalloc's debugfs `classes` file shows
 /// them.
@@ -367,9 +380,7 @@ impl Pool {
     /// 4096..=65536). Allocates only the class table: one 384-byte entry per
     /// size step, about 96 KiB.
     pub fn new(page_size: usize) -> Result<Pool, PoolConfigError> {
-        if !page_size.is_power_of_two() || !(MIN_PAGE_SIZE..=MAX_PAGE_SIZE).contains(&page_size) {
-            return Err(PoolConfigError::BadPageSize { page_size });
-        }
+        check_page_size(page_size)?;
         let table = ClassTable::new(page_size);
         let classes = table
             .specs()

@@ -289,6 +289,16 @@ fn pages_arg(obj: &Bound<'_, PyAny>) -> PyResult<u64> {
 }
 
 /// A file path: a `str` or an `os.PathLike`.
+/// A page size, checked by the pool (`ConfigError` naming the range), so
+/// that `Zswap` and `train_dictionary` take the same ones.
+fn page_size_arg(obj: &Bound<'_, PyAny>) -> PyResult<usize> {
+    let v = int_or_huge(obj, "page_size")?;
+    v.and_then(|v| usize::try_from(v).ok())
+        .filter(|&p| crate::pool::check_page_size(p).is_ok())
+        // Negative or huge: not a page size either, with the same message.
+        .ok_or_else(|| config_error(obj.py(), crate::pool::bad_page_size(obj)))
+}
+
 /// The URL, if `obj` is a `str` naming a Redis server or cluster.
 fn redis_url(obj: &Bound<'_, PyAny>) -> Option<String> {
     let url = obj.extract::<String>().ok()?;
@@ -607,19 +617,7 @@ impl Zswap {
         };
         let max_pool_bytes = max_pool_bytes.map(pool_bytes_arg).transpose()?;
         let page_size = match page_size {
-            Some(p) => {
-                let v = int_arg(p, "page_size")?;
-                usize::try_from(v).map_err(|_| {
-                    config_error(
-                        py,
-                        format!(
-                            "page_size {v} is not a power of two in {}..={}",
-                            crate::pool::MIN_PAGE_SIZE,
-                            crate::pool::MAX_PAGE_SIZE
-                        ),
-                    )
-                })?
-            }
+            Some(p) => page_size_arg(p)?,
             None => defaults.page_size,
         };
         // A zstd dictionary (`train_dictionary`): any bytes-like, copied.
@@ -1250,15 +1248,7 @@ fn train_dictionary<'py>(
                 compress::Zstd::MIN_DICTIONARY_SIZE
             ))
         })?;
-    let page_size = page_size.map_or(Ok(4096), |p| int_arg(p, "page_size"))?;
-    let page_size = usize::try_from(page_size)
-        .ok()
-        .filter(|p| (512..=65536).contains(p) && p.is_power_of_two())
-        .ok_or_else(|| {
-            PyValueError::new_err(format!(
-                "page_size must be a power of two in 512..=65536, got {page_size}"
-            ))
-        })?;
+    let page_size = page_size.map_or(Ok(Config::default().page_size), page_size_arg)?;
     // Copy the samples into one buffer with the GIL held, train without it.
     let mut data = Vec::new();
     if pages.is_instance_of::<PyString>() {
