@@ -264,6 +264,9 @@ def test_signal_side_counts_its_faults_per_phase(tmp_path: Path) -> None:
         assert 0 < total <= r["region_stats"]["faults"]
         assert pc["reads"]["region"]["faults"] >= 1000, pc["reads"]
         assert pc["writes"]["memcg_end"], "no memory.stat read from the job's cgroup"
+        if Path("/proc/pressure/io").exists():
+            assert {"io_some", "memory_some"} <= set(pc["writes"]["pressure_us"])
+            assert all(v >= 0 for v in pc["writes"]["pressure_us"].values())
     zs = by_side["zswap"]
     if zs["status"] == "ok":
         assert zs["faults"]["reads"] == zs["phase_counters"]["reads"]["majflt"]

@@ -58,7 +58,8 @@ region's `faults` and `wp_faults` plus the job's major faults (the kernel
 swapping the job itself; a region's own faults are not major faults). The
 cost per fault is the phase's seconds over them: the evictions a fault forces
 are in it on every side. Each phase also keeps its region stats, /proc/vmstat
-swap events and the cgroup's memory.stat (the JSON's `phase_counters`).
+swap events, the cgroup's memory.stat, its CPU seconds and the machine's
+stall times (/proc/pressure) (the JSON's `phase_counters`).
 Every phase checks what it read (sums, words) and a side that returns wrong
 bytes is a failure, never a timing.
 

@@ -263,6 +263,26 @@ def _read_counters(path: str | os.PathLike[str] | None, keys: tuple[str, ...]) -
     return out
 
 
+def read_pressure() -> dict[str, int]:
+    """The machine's stall times so far, in microseconds (/proc/pressure: PSI; {} without it).
+
+    `memory_some`: time some task waited on memory (reclaim, refaults, the
+    throttling of reclaim behind writeback); `io_some`: on I/O. Machine-wide:
+    other programs' stalls are in it too, which a phase's seconds dwarf or not.
+    """
+    out: dict[str, int] = {}
+    for res in ("memory", "io"):
+        try:
+            with open(f"/proc/pressure/{res}", encoding="ascii") as f:
+                for line in f:
+                    kind, *fields = line.split()
+                    total = next(x for x in fields if x.startswith("total="))
+                    out[f"{res}_{kind}"] = int(total[len("total=") :])
+        except (OSError, ValueError, StopIteration):
+            pass
+    return out
+
+
 class Counters:
     """What a phase cost besides seconds: faults, the region's and the cgroup's counters.
 
@@ -286,6 +306,7 @@ class Counters:
             "region": self.buf.stats() or {},
             "vmstat": _read_counters("/proc/vmstat", VMSTAT_EVENTS),
             "memcg": _read_counters(self.memcg_stat, MEMCG_EVENTS + MEMCG_LEVELS),
+            "pressure_us": read_pressure(),
         }
 
     def record(self, name: str, before: dict[str, Any], after: dict[str, Any]) -> None:
@@ -302,6 +323,7 @@ class Counters:
             "vmstat": delta(before["vmstat"], after["vmstat"], ()),
             "memcg": delta(mem_a, {k: v for k, v in mem_b.items() if k in MEMCG_EVENTS}, ()),
             "memcg_end": {k: v for k, v in mem_b.items() if k in MEMCG_LEVELS},
+            "pressure_us": delta(before["pressure_us"], after["pressure_us"], ()),
         }
 
 
