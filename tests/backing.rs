@@ -621,8 +621,8 @@ fn pacing_below_the_minimum_is_a_config_error() {
     let z = cache(64 << 20);
     for mbps in [1e-300, 0.0, -1.0, f64::NAN, f64::INFINITY] {
         let options = FileOptions {
-            direct: true,
             disk_mbps: Some(mbps),
+            ..FileOptions::default()
         };
         let e = z.swapon_file(&d.join("swap"), 16, &options).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Config, "{mbps}: {e}");
@@ -659,4 +659,31 @@ fn a_swapon_right_after_swapoff_finds_the_file_free() {
         z.swapoff(t).unwrap();
         reader.join().unwrap();
     }
+}
+
+#[test]
+fn without_discard_freed_slots_keep_their_blocks() {
+    let d = dir("nodiscard");
+    let z = cache(64 << 20);
+    let options = FileOptions {
+        discard: false,
+        ..FileOptions::default()
+    };
+    let t = z.swapon_file(&d.join("swap"), 1000, &options).unwrap();
+    assert!(!z.backing_info(t).unwrap().unwrap().discard);
+    z.set_enabled(false);
+    for o in 100..300u64 {
+        assert_eq!(z.store(t, o, &noise(o)).unwrap(), StoreOutcome::Swapped);
+    }
+    let blocks = std::fs::metadata(d.join("swap")).unwrap().blocks();
+    for o in 100..300u64 {
+        assert!(z.invalidate(t, o).unwrap());
+    }
+    // Not one hole: the blocks wait for the slots' next pages.
+    assert_eq!(std::fs::metadata(d.join("swap")).unwrap().blocks(), blocks);
+    for o in 100..300u64 {
+        assert_eq!(z.store(t, o, &noise(o + 1)).unwrap(), StoreOutcome::Swapped);
+        assert_eq!(z.load(t, o).unwrap(), noise(o + 1));
+    }
+    std::fs::remove_dir_all(&d).unwrap();
 }

@@ -619,3 +619,28 @@ fn signal_mode_passes_other_sigbus_on() {
         "{text}"
     );
 }
+
+#[test]
+fn a_regions_swap_file_punches_no_holes() {
+    // Slot i is page i's, written again at its next eviction: a punch
+    // would only cost (milliseconds each on a filesystem mounted discard).
+    let z = Arc::new(
+        Zswap::new(Config {
+            max_pool_bytes: Some(16 * PAGE as u64),
+            ..Config::default()
+        })
+        .unwrap(),
+    );
+    let r = Region::on(Arc::clone(&z), 128 * PAGE, 8 * PAGE, None).unwrap();
+    let info = z.backing_info(r.swap_type()).unwrap().unwrap();
+    assert!(!info.discard, "{info:?}");
+    for version in 1..4 {
+        for i in 0..128 {
+            write_page(&r, i, &stamped(i, version));
+        }
+    }
+    for i in 0..128 {
+        check_page(&r, i, &stamped(i, 3));
+    }
+    assert!(z.stats().pswpout > 128, "pages went to the file, and again");
+}

@@ -470,6 +470,9 @@ def test_disk_mbps_out_of_range_is_a_config_error(swapdir: Path) -> None:
         assert not (swapdir / "swap").exists()
         t = z.swapon(swapdir / "swap", pages=16, disk_mbps=0.05)
         assert z.backing_info(t)["disk_mbps"] == 0.05  # type: ignore[index]
+        assert z.backing_info(t)["discard"] is True  # type: ignore[index]
+        u = z.swapon(swapdir / "other", pages=16, discard=False)
+        assert z.backing_info(u)["discard"] is False  # type: ignore[index]
 
 
 @contextlib.contextmanager

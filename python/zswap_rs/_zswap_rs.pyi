@@ -47,6 +47,7 @@ class Zswap:
         *,
         direct: bool = True,
         disk_mbps: float | None = None,
+        discard: bool = True,
         connect_timeout: float | None = None,
         io_timeout: float | None = None,
     ) -> int:
@@ -56,7 +57,10 @@ class Zswap:
         0600, never followed through a symlink) or block device: a page the pool
         does not take is written there (``SWAPPED``), and a full pool writes back
         its oldest entries there. ``direct`` opens it ``O_DIRECT`` where the
-        filesystem allows; ``disk_mbps`` paces its I/O to a slower device's speed.
+        filesystem allows; ``disk_mbps`` paces its I/O to a slower device's speed;
+        ``discard`` gives freed slots' blocks back to the filesystem (holes punched
+        64 at a time, as the kernel's ``swapon --discard``; on a filesystem mounted
+        ``discard`` each punch costs milliseconds, in the storing thread).
         An existing path must be an empty file or a zswap-rs swap file of this page
         size (``mkswap``); anything else raises ``BackingStoreError`` (``EINVAL``)
         untouched, and a file another area uses raises it with ``EBUSY``.
@@ -74,7 +78,9 @@ class Zswap:
         or changed raises ``CorruptPageError``.
         """
     def backing_info(self, swap_type: int) -> dict[str, object] | None:
-        """The backing file of ``swap_type`` (path, pages, direct, disk_mbps, used_slots)."""
+        """The backing store of ``swap_type`` as a dict, ``None`` for a memory-only area.
+
+        Keys: path, pages, direct, disk_mbps, discard, used_slots."""
     def writeback(self, max_pages: int = 64) -> int:
         """Write back up to ``max_pages`` of the oldest entries now; returns how many."""
     def swapoff(self, swap_type: int) -> None:

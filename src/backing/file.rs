@@ -47,8 +47,9 @@ pub struct SwapFile {
     area_id: u64,
     /// `O_DIRECT` is in effect.
     direct: bool,
-    /// Block devices have no holes to punch.
-    block_device: bool,
+    /// Freed slots' blocks are given back: holes punched
+    /// ([`FileOptions::discard`]; block devices have none to punch).
+    punch: bool,
     pacer: Option<Pacer>,
 }
 
@@ -81,7 +82,7 @@ impl SwapFile {
                     page_size,
                     area_id,
                     direct,
-                    block_device: target.block_device,
+                    punch: options.discard && !target.block_device,
                     pacer: options.disk_mbps.map(|mbps| Pacer::new(mbps * 1e6)),
                 })
             }
@@ -164,7 +165,7 @@ impl SwapFile {
     /// Where holes are not supported (block devices, some filesystems) the
     /// slots are merely forgotten, as a swap device forgets a freed slot.
     fn punch_range(&self, slot: u64, count: u64) -> io::Result<()> {
-        if self.block_device || count == 0 {
+        if !self.punch || count == 0 {
             return Ok(());
         }
         let start = self.position(slot)?;
@@ -262,6 +263,7 @@ impl BackingStore for SwapFile {
             path: self.path.clone(),
             direct: self.direct,
             disk_mbps: self.disk_mbps(),
+            discard: self.punch,
         })
     }
 }

@@ -150,6 +150,8 @@ pub struct FileFacts {
     pub direct: bool,
     /// Pacing, in MB/s, if any.
     pub disk_mbps: Option<f64>,
+    /// Whether freed slots' blocks are given back (holes punched).
+    pub discard: bool,
 }
 
 /// The check kept for a page in a store: CRC32C (Castagnoli) over the area
@@ -217,6 +219,13 @@ pub struct FileOptions {
     /// Pace reads and writes to this many MB/s (10^6 bytes), at least
     /// [`MIN_DISK_MBPS`]; `None`: as fast as the device goes.
     pub disk_mbps: Option<f64>,
+    /// Give the blocks of freed slots back to the filesystem (holes
+    /// punched, 64 slots at a time), as the kernel's `swapon --discard`
+    /// does. Off, a freed slot keeps its blocks until it is written again.
+    /// On a filesystem mounted `discard` a punch also discards on the
+    /// device, and costs milliseconds (3.7 ms per 4 KiB measured on this
+    /// VM's ext4), in the thread whose store freed the 64th slot.
+    pub discard: bool,
 }
 
 impl Default for FileOptions {
@@ -224,6 +233,7 @@ impl Default for FileOptions {
         FileOptions {
             direct: true,
             disk_mbps: None,
+            discard: true,
         }
     }
 }
@@ -359,6 +369,7 @@ mod tests {
             let o = FileOptions {
                 direct: false,
                 disk_mbps: Some(mbps),
+                ..FileOptions::default()
             };
             let e = o.validate().unwrap_err();
             assert_eq!(e.kind(), crate::ErrorKind::Config, "{mbps}");
@@ -368,6 +379,7 @@ mod tests {
             let o = FileOptions {
                 direct: false,
                 disk_mbps: mbps,
+                ..FileOptions::default()
             };
             o.validate().unwrap();
         }

@@ -663,7 +663,7 @@ impl Zswap {
     /// or cluster for a `redis://` or `redis+cluster://` URL, with its
     /// timeouts in seconds (2 each by default).
     #[pyo3(signature = (
-        path = None, pages = None, *, direct = true, disk_mbps = None,
+        path = None, pages = None, *, direct = true, disk_mbps = None, discard = true,
         connect_timeout = None, io_timeout = None,
     ))]
     #[allow(clippy::too_many_arguments)]
@@ -674,6 +674,7 @@ impl Zswap {
         pages: Option<&Bound<'_, PyAny>>,
         direct: bool,
         disk_mbps: Option<f64>,
+        discard: bool,
         connect_timeout: Option<f64>,
         io_timeout: Option<f64>,
     ) -> PyResult<u32> {
@@ -709,7 +710,11 @@ impl Zswap {
         }
         let path = path_arg(path)?;
         // The core checks the pacing (`ConfigError`, a `ValueError`).
-        let options = FileOptions { direct, disk_mbps };
+        let options = FileOptions {
+            direct,
+            disk_mbps,
+            discard,
+        };
         run(py, || self.core.swapon_file(&path, pages, &options))
     }
 
@@ -729,6 +734,7 @@ impl Zswap {
         d.set_item("pages", info.pages)?;
         d.set_item("direct", info.direct)?;
         d.set_item("disk_mbps", info.disk_mbps)?;
+        d.set_item("discard", info.discard)?;
         d.set_item("used_slots", info.used_slots)?;
         Ok(Some(d))
     }

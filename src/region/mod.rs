@@ -700,8 +700,12 @@ impl Shared {
             uffd.register(m.addr, m.len, mode)
                 .map_err(|e| io_err("cannot register the region with userfaultfd", e))?;
         }
+        // Slot `i` is page `i`'s: a freed slot is written again at the
+        // page's next eviction, so punching it would only cost (on a
+        // filesystem mounted `discard`, milliseconds inside a fault).
         let file = FileOptions {
             direct: options.direct_io,
+            discard: false,
             ..FileOptions::default()
         };
         let wakeup = eventfd().map_err(|e| io_err("cannot make an eventfd", e))?;

@@ -36,6 +36,9 @@ pub struct BackingInfo {
     pub direct: bool,
     /// Pacing, in MB/s, if any.
     pub disk_mbps: Option<f64>,
+    /// Whether freed slots' blocks are given back (holes in a file; keys
+    /// deleted on Redis, always).
+    pub discard: bool,
     /// Slots that hold a page now.
     pub used_slots: u64,
 }

@@ -637,6 +637,7 @@ impl Zswap {
                     .map_or_else(|| b.store.describe().into(), |f| f.path.clone()),
                 pages: b.store.slots(),
                 direct: facts.as_ref().is_some_and(|f| f.direct),
+                discard: facts.as_ref().is_none_or(|f| f.discard),
                 disk_mbps: facts.and_then(|f| f.disk_mbps),
                 used_slots: b.slots.used(),
             }
