@@ -116,15 +116,7 @@ fn pages_the_pool_refuses_go_to_their_slot() {
         }
     );
     // Freed slots give their blocks back, in batches.
-    z.set_enabled(false);
-    for o in 100..300u64 {
-        assert_eq!(z.store(t, o, &noise(o)).unwrap(), StoreOutcome::Swapped);
-    }
-    let blocks = std::fs::metadata(d.join("swap")).unwrap().blocks();
-    for o in 100..300u64 {
-        assert!(z.invalidate(t, o).unwrap());
-    }
-    let after = std::fs::metadata(d.join("swap")).unwrap().blocks();
+    let (blocks, after) = blocks_before_and_after_freeing(&z, t, &d.join("swap"));
     assert!(after * 2 < blocks, "{after} blocks left of {blocks}");
     std::fs::remove_dir_all(&d).unwrap();
 }
@@ -661,6 +653,20 @@ fn a_swapon_right_after_swapoff_finds_the_file_free() {
     }
 }
 
+/// Swap out 200 pages of noise (the pool disabled), then free their slots:
+/// the file's blocks before and after the freeing.
+fn blocks_before_and_after_freeing(z: &Zswap, t: u32, path: &std::path::Path) -> (u64, u64) {
+    z.set_enabled(false);
+    for o in 100..300u64 {
+        assert_eq!(z.store(t, o, &noise(o)).unwrap(), StoreOutcome::Swapped);
+    }
+    let blocks = std::fs::metadata(path).unwrap().blocks();
+    for o in 100..300u64 {
+        assert!(z.invalidate(t, o).unwrap());
+    }
+    (blocks, std::fs::metadata(path).unwrap().blocks())
+}
+
 #[test]
 fn without_discard_freed_slots_keep_their_blocks() {
     let d = dir("nodiscard");
@@ -671,16 +677,9 @@ fn without_discard_freed_slots_keep_their_blocks() {
     };
     let t = z.swapon_file(&d.join("swap"), 1000, &options).unwrap();
     assert!(!z.backing_info(t).unwrap().unwrap().discard);
-    z.set_enabled(false);
-    for o in 100..300u64 {
-        assert_eq!(z.store(t, o, &noise(o)).unwrap(), StoreOutcome::Swapped);
-    }
-    let blocks = std::fs::metadata(d.join("swap")).unwrap().blocks();
-    for o in 100..300u64 {
-        assert!(z.invalidate(t, o).unwrap());
-    }
     // Not one hole: the blocks wait for the slots' next pages.
-    assert_eq!(std::fs::metadata(d.join("swap")).unwrap().blocks(), blocks);
+    let (blocks, after) = blocks_before_and_after_freeing(&z, t, &d.join("swap"));
+    assert_eq!(after, blocks);
     for o in 100..300u64 {
         assert_eq!(z.store(t, o, &noise(o + 1)).unwrap(), StoreOutcome::Swapped);
         assert_eq!(z.load(t, o).unwrap(), noise(o + 1));
