@@ -18,6 +18,7 @@ Nothing here imports the compiled module or NumPy: this is the parent's side.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import errno
 import fcntl
@@ -92,13 +93,14 @@ def _shielded() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
-class _Change:
+class _Change(abc.ABC):
     """A change to the machine, made on entering a `with` block and taken back
     by `undo()` on leaving it, however it is left, with SIGINT and SIGTERM held
     until the machine is as it was."""
 
+    @abc.abstractmethod
     def undo(self) -> None:
-        raise NotImplementedError
+        """Put the machine back as it was before the change."""
 
     def __exit__(self, *exc: object) -> None:
         with _shielded():
