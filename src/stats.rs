@@ -3,7 +3,7 @@
 //! People who know zswap read `/sys/kernel/debug/zswap/*` and `/proc/vmstat`;
 //! the same names mean the same things here, plus zram's three size figures.
 //! Event counters only grow; gauges (`stored_pages`, `same_filled_pages`,
-//! `compr_data_size`) are changed under the area lock together with the index,
+//! `stored_incompressible_pages`, `compr_data_size`) are changed under the area lock together with the index,
 //! so that after any call returns they agree with what is stored.
 //!
 //! Each counter is a relaxed atomic per thread shard ([`Stats`]): they are
@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 /// One counter of [`Stats`]; the discriminant is its place in a shard.
 /// Each is the [`StatsSnapshot`] field of the same name, which says what it
-/// counts; the last three are gauges.
+/// counts; the last four are gauges.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(usize)]
 pub(crate) enum Counter {
@@ -33,21 +33,27 @@ pub(crate) enum Counter {
     StoredPages,
     SameFilledPages,
     ComprDataSize,
+    /// Last: the one counter in a shard's second block, touched only by
+    /// pages kept raw (see [`Shard`]).
+    StoredIncompressiblePages,
 }
 
-const COUNTERS: usize = Counter::ComprDataSize as usize + 1;
+const COUNTERS: usize = Counter::StoredIncompressiblePages as usize + 1;
 
 /// Shards per cache. Threads take shards in turn, so up to this many
 /// threads each count on their own cache lines.
 const SHARDS: usize = 16;
 
-/// One shard: every counter, in one 128-byte block (a pair of lines, which
-/// the adjacent-line prefetcher moves together).
+/// One shard: every counter a store or load of a compressed or same-filled
+/// page touches, in one 128-byte block (a pair of lines, which the
+/// adjacent-line prefetcher moves together); after them, in a second block,
+/// the gauge of pages kept raw, which only those pages touch.
 #[derive(Debug, Default)]
 #[repr(align(128))]
 struct Shard([AtomicU64; COUNTERS]);
 
-const _: () = assert!(std::mem::size_of::<Shard>() == 128);
+const _: () = assert!(std::mem::size_of::<Shard>() == 256);
+const _: () = assert!(Counter::ComprDataSize as usize * 8 < 128);
 
 /// Live counters of one cache, sharded by thread.
 ///
@@ -121,6 +127,11 @@ figures! {
         stored_pages = stored,
         /// Gauge: same-filled entries, which take no pool memory.
         same_filled_pages = stats.get(Counter::SameFilledPages),
+        /// Gauge: entries kept in the pool as they are, uncompressed,
+        /// `page_size` bytes each: pages that compressed too poorly, with
+        /// `store_incompressible` on (kernel >= 6.18), and pages a failed
+        /// swap-out kept readable.
+        stored_incompressible_pages = stats.get(Counter::StoredIncompressiblePages),
         /// Stores that found the pool full: at its limit, or, once it reached
         /// the limit, not yet back down to the accept threshold. Each then made
         /// room by writing back, or was refused (`reject_reclaim_fail`).
@@ -157,7 +168,7 @@ figures! {
         /// zram: uncompressed bytes of the stored pages.
         orig_data_size = stored * page_size,
         /// zram: compressed bytes of the stored pages (a gauge; exact lengths,
-        /// before size-class rounding).
+        /// before size-class rounding; a page kept raw counts `page_size`).
         compr_data_size = stats.get(Counter::ComprDataSize),
         /// zram: memory the pool holds, allocator overhead included.
         mem_used_total = pool_bytes,

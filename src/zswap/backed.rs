@@ -220,8 +220,7 @@ impl Zswap {
         match inner.put(offset, super::pack(handle, bytes.len()), tag, true) {
             Ok((old, _)) => {
                 debug_assert!(old.is_none());
-                self.stats.add(Counter::StoredPages, 1);
-                self.stats.add(Counter::ComprDataSize, bytes.len() as u64);
+                self.count_stored(tag, bytes.len());
             }
             Err(_) => self.pool.free(handle),
         }

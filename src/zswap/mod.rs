@@ -108,9 +108,10 @@ const _: () = assert!(LOCKSTEP <= crate::pool::WARM_MAX);
 /// The index tag of a same-filled entry (compressor ids use 0..=5).
 const TAG_SAME_FILLED: u8 = 7;
 
-/// The index tag of a page kept in the pool as it is, uncompressed: only a
-/// page that must stay readable and does not compress (one a failed
-/// swap-out would otherwise have destroyed) is kept so.
+/// The index tag of a page kept in the pool as it is, uncompressed: a page
+/// that compressed too poorly, with `store_incompressible` on, and a page
+/// that must stay readable and does not compress (one a failed swap-out
+/// would otherwise have destroyed).
 const TAG_RAW: u8 = 6;
 const _: () = assert!(CompressorId::ALL.len() <= TAG_RAW as usize);
 
@@ -166,6 +167,15 @@ pub struct Config {
     pub same_filled: bool,
     /// `load` also drops the entry, as kernel >= 6.5 can.
     pub exclusive_loads: bool,
+    /// What becomes of a page the pool would refuse as compress-poor (over
+    /// `max_compression_ratio`, or not compressible at all). `Some(true)`:
+    /// it is kept in the pool as it is, `page_size` bytes, as kernel >= 6.18
+    /// does, and written back in LRU order like any entry
+    /// (`stored_incompressible_pages` counts them). `Some(false)`: refused
+    /// (`reject_compress_poor`), the 2013 behaviour. `None` (the default):
+    /// off for a cache made with [`Zswap::new`]; a [`Region`](crate::Region)
+    /// made with a cache of its own turns it on.
+    pub store_incompressible: Option<bool>,
     /// Bytes per page: a power of two from 4096 to 65536.
     pub page_size: usize,
 }
@@ -182,6 +192,7 @@ impl Default for Config {
             max_compression_ratio: 80,
             same_filled: true,
             exclusive_loads: false,
+            store_incompressible: None,
             page_size: 4096,
         }
     }
@@ -729,6 +740,20 @@ impl Zswap {
             let (handle, len) = unpack(entry.value);
             self.pool.free(handle);
             self.stats.sub(Counter::ComprDataSize, len as u64);
+            if entry.tag == TAG_RAW {
+                self.stats.sub(Counter::StoredIncompressiblePages, 1);
+            }
+        }
+    }
+
+    /// Raise the gauges for a pool entry of `len` bytes tagged `tag` just
+    /// put in an index (`release`'s counterpart). Called with the area lock
+    /// held.
+    fn count_stored(&self, tag: u8, len: usize) {
+        self.stats.add(Counter::StoredPages, 1);
+        self.stats.add(Counter::ComprDataSize, len as u64);
+        if tag == TAG_RAW {
+            self.stats.add(Counter::StoredIncompressiblePages, 1);
         }
     }
 
@@ -796,7 +821,7 @@ impl Zswap {
         // page costs less than a slow path for it.
         let stored = with_scratch(2 * self.page_size, |buf| {
             let result = comp.compress(page, buf);
-            self.store_compressed(at, offset as u32, comp.id(), result, buf)
+            self.store_compressed(at, offset as u32, page, comp.id(), result, buf)
         })?;
         match stored {
             Ok(()) => Ok(StoreOutcome::Stored),
@@ -853,41 +878,49 @@ impl Zswap {
         Ok(Prepared::Compress(self.compressor.read().clone()))
     }
 
-    /// Everything a store does after compressing into `buf`: judge the
-    /// result, and put an accepted page into the pool. `Ok(Err(why))`: the
-    /// pool did not take it (the caller sends it on with `not_taken`).
+    /// Everything a store does after compressing `page` into `buf`: judge
+    /// the result, and put an accepted page into the pool, compressed, or
+    /// as it is if it compressed too poorly and `store_incompressible` is
+    /// on (the kernel's zswap_compress since 6.18; the compressor's work is
+    /// thrown away, not redone). `Ok(Err(why))`: the pool did not take it
+    /// (the caller sends it on with `not_taken`).
     fn store_compressed(
         &self,
         at: AreaRef<'_>,
         off: u32,
+        page: &[u8],
         comp: CompressorId,
         result: std::result::Result<usize, CompressError>,
         buf: &[u8],
     ) -> Result<std::result::Result<(), Reject>> {
         let max_len = self.policy.max_compressed_len(self.page_size);
-        let len = match result {
-            Ok(len) if len <= max_len => len,
+        let (tag, bytes) = match result {
+            Ok(len) if len <= max_len => (comp as u8, &buf[..len]),
             Ok(_) | Err(CompressError::DoesNotFit) => {
-                self.stats.inc(Counter::RejectCompressPoor);
-                return Ok(Err(Reject::CompressPoor));
+                if self.policy.switch(Switch::StoreIncompressible) {
+                    (TAG_RAW, page)
+                } else {
+                    self.stats.inc(Counter::RejectCompressPoor);
+                    return Ok(Err(Reject::CompressPoor));
+                }
             }
             Err(CompressError::Failed(_)) => {
                 self.stats.inc(Counter::RejectCompressFail);
                 return Ok(Err(Reject::CompressFail));
             }
         };
+        let len = bytes.len();
         let mut inner = self.lock_slot(at, u64::from(off))?;
         let Ok(handle) = self
             .pool
-            .alloc_write_tagged(&buf[..len], owner_tag(at.swap_type, off))
+            .alloc_write_tagged(bytes, owner_tag(at.swap_type, off))
         else {
             self.stats.inc(Counter::RejectAllocFail);
             return Ok(Err(Reject::AllocFail));
         };
-        match inner.put(off, pack(handle, len), comp as u8, true) {
+        match inner.put(off, pack(handle, len), tag, true) {
             Ok((old, on_disk)) => {
-                self.stats.add(Counter::StoredPages, 1);
-                self.stats.add(Counter::ComprDataSize, len as u64);
+                self.count_stored(tag, len);
                 self.drop_replaced(old, on_disk);
                 self.stats.inc(Counter::Zswpout);
                 if inner.discard_due() {
@@ -1078,8 +1111,7 @@ impl Zswap {
             .alloc_write_tagged(bytes, owner_tag(at.swap_type, off))
         {
             if inner.put(off, pack(handle, bytes.len()), tag, true).is_ok() {
-                self.stats.add(Counter::StoredPages, 1);
-                self.stats.add(Counter::ComprDataSize, bytes.len() as u64);
+                self.count_stored(tag, bytes.len());
             } else {
                 self.pool.free(handle);
             }
@@ -1247,9 +1279,10 @@ impl Zswap {
             comp.compress_batch(&srcs, &mut dsts, &mut results);
             for ((&i, result), buf) in todo.iter().zip(results).zip(bufs.chunks(2 * ps)) {
                 let o = chunk.offset(i);
-                let outcome = match self.store_compressed(at, o, comp.id(), result, buf)? {
+                let page = chunk.page(i);
+                let outcome = match self.store_compressed(at, o, page, comp.id(), result, buf)? {
                     Ok(()) => StoreOutcome::Stored,
-                    Err(why) => self.not_taken(at, o, chunk.page(i), why)?,
+                    Err(why) => self.not_taken(at, o, page, why)?,
                 };
                 chunk.done[i] = Some(outcome);
             }
@@ -1526,6 +1559,19 @@ impl Zswap {
     /// serve.
     pub fn set_exclusive_loads(&self, on: bool) {
         self.policy.set_switch(Switch::ExclusiveLoads, on);
+    }
+
+    /// Whether a page that compresses too poorly is kept in the pool as it
+    /// is ([`Config::store_incompressible`]).
+    pub fn store_incompressible(&self) -> bool {
+        self.policy.switch(Switch::StoreIncompressible)
+    }
+
+    /// Keep (`true`) or refuse (`false`, `reject_compress_poor`) the pages
+    /// later stores find too poorly compressed; pages already kept raw
+    /// stay.
+    pub fn set_store_incompressible(&self, on: bool) {
+        self.policy.set_switch(Switch::StoreIncompressible, on);
     }
 
     /// Whether new stores are taken; loads work either way.

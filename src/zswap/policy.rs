@@ -78,6 +78,9 @@ pub(super) enum Switch {
     /// New stores are taken (off: passed to the backing store, else
     /// refused); loads work either way.
     Enabled,
+    /// A page that compresses poorly is kept in the pool as it is, as
+    /// kernel >= 6.18 does, instead of being refused.
+    StoreIncompressible,
 }
 
 /// What the cache is set to do, each value always in range.
@@ -86,7 +89,7 @@ pub(super) struct Policy {
     /// `u64::MAX`: no absolute cap, use [`Percent::MaxPool`].
     max_pool_bytes: AtomicU64,
     percents: [AtomicU32; 3],
-    switches: [AtomicBool; 3],
+    switches: [AtomicBool; 4],
     physical_ram: u64,
 }
 
@@ -105,6 +108,9 @@ impl Policy {
                 AtomicBool::new(config.same_filled),
                 AtomicBool::new(config.exclusive_loads),
                 AtomicBool::new(true),
+                // `None` is for the maker of the cache to settle (a region
+                // of its own turns it on); a plain cache leaves it off.
+                AtomicBool::new(config.store_incompressible.unwrap_or(false)),
             ],
             physical_ram,
         };

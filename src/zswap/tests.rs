@@ -434,3 +434,292 @@ fn compact_keeps_pages() {
     }
     z.check_invariants().unwrap();
 }
+
+/// A page that does not compress at all (xorshift from a seed never 0).
+fn noise_page(seed: u64) -> Vec<u8> {
+    crate::testing::noise(0x9e37_79b9 ^ seed, 4096)
+}
+
+fn keeping_raw(config: Config) -> Zswap {
+    Zswap::new(Config {
+        store_incompressible: Some(true),
+        ..config
+    })
+    .unwrap()
+}
+
+#[test]
+fn store_incompressible_is_off_unless_asked() {
+    assert!(!zswap(None).store_incompressible());
+    let off = Zswap::new(Config {
+        store_incompressible: Some(false),
+        ..Config::default()
+    })
+    .unwrap();
+    assert!(!off.store_incompressible());
+    let z = keeping_raw(Config::default());
+    assert!(z.store_incompressible());
+    z.set_store_incompressible(false);
+    assert!(!z.store_incompressible());
+}
+
+#[test]
+fn an_incompressible_page_is_kept_raw_when_asked() {
+    let z = keeping_raw(Config::default());
+    let t = z.swapon(8).unwrap();
+    let noise = noise_page(1);
+    assert_eq!(z.store(t, 1, &noise).unwrap(), StoreOutcome::Stored);
+    let s = z.stats();
+    assert_eq!(
+        (
+            s.stored_incompressible_pages,
+            s.reject_compress_poor,
+            s.stored_pages,
+            s.zswpout
+        ),
+        (1, 0, 1, 1)
+    );
+    // The raw page counts its whole length, as the kernel's does.
+    assert_eq!((s.compr_data_size, s.orig_data_size), (4096, 4096));
+    assert_eq!(z.load(t, 1).unwrap(), noise);
+    // Compressible and same-filled pages beside it are not raw.
+    z.store(t, 2, &text_page(2)).unwrap();
+    z.store(t, 3, &[0u8; 4096]).unwrap();
+    assert_eq!(z.stats().stored_incompressible_pages, 1);
+    assert!(z.invalidate(t, 1).unwrap());
+    let s = z.stats();
+    assert_eq!((s.stored_incompressible_pages, s.stored_pages), (0, 2));
+    assert!(s.compr_data_size < 4096);
+    // Replaced by a compressible page, by another raw one, dropped by
+    // swapoff: the gauge follows each.
+    z.store(t, 4, &noise_page(4)).unwrap();
+    z.store(t, 5, &noise_page(5)).unwrap();
+    assert_eq!(z.stats().stored_incompressible_pages, 2);
+    z.store(t, 4, &text_page(4)).unwrap();
+    z.store(t, 5, &noise_page(6)).unwrap();
+    assert_eq!(z.stats().stored_incompressible_pages, 1);
+    assert_eq!(z.load(t, 4).unwrap(), text_page(4));
+    assert_eq!(z.load(t, 5).unwrap(), noise_page(6));
+    z.swapoff(t).unwrap();
+    let s = z.stats();
+    assert_eq!((s.stored_incompressible_pages, s.compr_data_size), (0, 0));
+    assert_eq!(s.pool_total_size, 0);
+}
+
+#[test]
+fn an_exclusive_load_drops_a_raw_entry_and_its_count() {
+    let z = keeping_raw(Config {
+        exclusive_loads: true,
+        ..Config::default()
+    });
+    let t = z.swapon(4).unwrap();
+    z.store(t, 0, &noise_page(7)).unwrap();
+    assert_eq!(z.stats().stored_incompressible_pages, 1);
+    assert_eq!(z.load(t, 0).unwrap(), noise_page(7));
+    let s = z.stats();
+    assert_eq!((s.stored_incompressible_pages, s.stored_pages), (0, 0));
+}
+
+/// Half text, half noise: lz4 takes it to a little over half a page.
+fn half_compressible_page() -> Vec<u8> {
+    let mut page = text_page(11);
+    page[2048..].copy_from_slice(&noise_page(11)[2048..]);
+    page
+}
+
+#[test]
+fn a_page_over_the_ratio_but_compressible_is_kept_raw_too() {
+    let page = half_compressible_page();
+    let lz4 = compress::create("lz4", &Default::default()).unwrap();
+    let mut buf = vec![0u8; 2 * 4096];
+    let len = lz4.compress(&page, &mut buf).unwrap();
+    assert!((2048..4096).contains(&len), "compressed to {len}");
+    let z = keeping_raw(Config {
+        max_compression_ratio: 50,
+        ..Config::default()
+    });
+    let t = z.swapon(4).unwrap();
+    z.set_store_incompressible(false);
+    assert_eq!(
+        z.store(t, 0, &page).unwrap(),
+        StoreOutcome::Rejected(Reject::CompressPoor)
+    );
+    assert_eq!(z.stats().reject_compress_poor, 1);
+    z.set_store_incompressible(true);
+    assert_eq!(z.store(t, 0, &page).unwrap(), StoreOutcome::Stored);
+    let s = z.stats();
+    assert_eq!(
+        (
+            s.stored_incompressible_pages,
+            s.reject_compress_poor,
+            s.compr_data_size
+        ),
+        (1, 1, 4096)
+    );
+    assert_eq!(z.load(t, 0).unwrap(), page);
+}
+
+/// A cache of a 64 KiB pool with an area of 64 slots in memory, given 64
+/// pages of noise one by one; what each store did, what each offset loads
+/// from afterwards, and the backing store.
+fn fill_past_a_tiny_pool(
+    keep_raw: bool,
+) -> (
+    Zswap,
+    Vec<StoreOutcome>,
+    Vec<LoadSource>,
+    Arc<crate::testing::MemStore>,
+) {
+    let z = Zswap::new(Config {
+        max_pool_bytes: Some(64 << 10),
+        store_incompressible: Some(keep_raw),
+        ..Config::default()
+    })
+    .unwrap();
+    let store = crate::testing::MemStore::new(64);
+    let t = super::lifecycle_tests::swapon_store(&z, store.clone(), 64);
+    let stored = (0..64u64)
+        .map(|o| z.store(t, o, &noise_page(o)).unwrap())
+        .collect();
+    let mut out = vec![0u8; 4096];
+    let sources = (0..64u64)
+        .map(|o| {
+            let source = z.load_into(t, o, &mut out).unwrap();
+            assert_eq!(out, noise_page(o), "offset {o}");
+            source
+        })
+        .collect();
+    (z, stored, sources, store)
+}
+
+#[test]
+fn raw_pages_are_written_back_oldest_first() {
+    let (z, stored, sources, store) = fill_past_a_tiny_pool(true);
+    assert!(
+        stored.iter().all(|&o| o == StoreOutcome::Stored),
+        "{stored:?}"
+    );
+    // The oldest went to the file to make room, the newest are in the pool.
+    let on_disk = sources
+        .iter()
+        .take_while(|&&s| s == LoadSource::Backing)
+        .count();
+    assert!(on_disk > 0 && on_disk < 64, "{sources:?}");
+    assert!(sources[on_disk..].iter().all(|&s| s == LoadSource::Pool));
+    assert_eq!(store.page(0), Some(noise_page(0)));
+    let s = z.stats();
+    assert_eq!(s.written_back_pages, on_disk as u64);
+    assert_eq!(s.stored_pages, 64 - on_disk as u64);
+    assert_eq!(s.stored_incompressible_pages, s.stored_pages);
+    assert_eq!(s.compr_data_size, 4096 * s.stored_pages);
+    assert_eq!((s.reject_compress_poor, s.pswpout), (0, on_disk as u64));
+}
+
+#[test]
+fn without_the_switch_incompressible_pages_go_to_the_file_at_once() {
+    let (z, stored, sources, _) = fill_past_a_tiny_pool(false);
+    assert!(
+        stored.iter().all(|&o| o == StoreOutcome::Swapped),
+        "{stored:?}"
+    );
+    assert!(sources.iter().all(|&s| s == LoadSource::Backing));
+    let s = z.stats();
+    assert_eq!((s.reject_compress_poor, s.pswpout), (64, 64));
+    assert_eq!(
+        (
+            s.written_back_pages,
+            s.stored_pages,
+            s.stored_incompressible_pages
+        ),
+        (0, 0, 0)
+    );
+}
+
+/// lz4 that takes pages in batches of four, as IAA takes eight: stores
+/// through `store_many` go through `store_chunk`.
+#[derive(Debug)]
+struct Batched(Arc<dyn Compressor>);
+
+impl Compressor for Batched {
+    fn id(&self) -> CompressorId {
+        self.0.id()
+    }
+
+    fn compress(&self, src: &[u8], dst: &mut [u8]) -> Result<usize, CompressError> {
+        self.0.compress(src, dst)
+    }
+
+    fn decompress(&self, src: &[u8], dst: &mut [u8]) -> Result<(), compress::DecompressError> {
+        self.0.decompress(src, dst)
+    }
+
+    fn batch_size(&self) -> usize {
+        4
+    }
+}
+
+#[test]
+fn store_many_keeps_raw_pages_as_store_does() {
+    let pages: Vec<Vec<u8>> = vec![
+        noise_page(20),
+        text_page(21),
+        vec![0u8; 4096],
+        noise_page(23),
+        half_compressible_page(),
+        text_page(25),
+    ];
+    let flat = pages.concat();
+    let offsets: Vec<u64> = (0..pages.len() as u64).collect();
+    let expect = [
+        StoreOutcome::Stored,
+        StoreOutcome::Stored,
+        StoreOutcome::SameFilled,
+        StoreOutcome::Stored,
+        StoreOutcome::Stored,
+        StoreOutcome::Stored,
+    ];
+    for batched in [false, true] {
+        let z = keeping_raw(Config {
+            // lz4 entries are decoded by the first lz4 instance the cache
+            // uses: the batched one, when it is set before any store.
+            compressor: "zstd".into(),
+            max_compression_ratio: 50,
+            ..Config::default()
+        });
+        let lz4 = compress::create("lz4", &Default::default()).unwrap();
+        if batched {
+            z.set_compressor_instance(Arc::new(Batched(lz4)));
+        } else {
+            z.set_compressor_instance(lz4);
+        }
+        assert_eq!(z.compressor.read().batch_size() > 1, batched);
+        let t = z.swapon(8).unwrap();
+        let mut outcomes = Vec::new();
+        z.store_many(t, &offsets, &flat, &mut outcomes).unwrap();
+        assert_eq!(outcomes, expect, "batched {batched}");
+        let s = z.stats();
+        assert_eq!(
+            (s.stored_incompressible_pages, s.reject_compress_poor),
+            (3, 0),
+            "batched {batched}"
+        );
+        let mut out = vec![0u8; flat.len()];
+        z.load_many(t, &offsets, &mut out).unwrap();
+        assert!(out == flat, "batched {batched}");
+        // Off again: the same batch is refused where it was kept raw.
+        z.set_store_incompressible(false);
+        z.store_many(t, &offsets, &flat, &mut outcomes).unwrap();
+        let poor = StoreOutcome::Rejected(Reject::CompressPoor);
+        assert_eq!(
+            outcomes,
+            [poor, expect[1], expect[2], poor, poor, expect[5]],
+            "batched {batched}"
+        );
+        let s = z.stats();
+        assert_eq!(
+            (s.stored_incompressible_pages, s.reject_compress_poor),
+            (0, 3),
+            "batched {batched}"
+        );
+    }
+}
