@@ -66,7 +66,8 @@ def test_store_load_roundtrip_and_outcomes(z: Zswap) -> None:
 
 def test_stats_names_are_the_kernels(z: Zswap) -> None:
     assert set(z.stats()) == {
-        "pool_total_size", "stored_pages", "same_filled_pages", "pool_limit_hit",
+        "pool_total_size", "stored_pages", "same_filled_pages",
+        "stored_incompressible_pages", "pool_limit_hit",
         "written_back_pages", "reject_compress_poor", "reject_compress_fail",
         "reject_alloc_fail", "reject_reclaim_fail", "duplicate_entry", "decompress_fail",
         "zswpin", "zswpout", "zswpwb", "pswpin", "pswpout",
@@ -187,6 +188,7 @@ def test_policies_are_properties() -> None:
         assert z.max_compression_ratio == 80
         assert z.same_filled is True
         assert z.exclusive_loads is False
+        assert z.store_incompressible is False
         assert z.enabled is True
         assert z.page_size == PAGE
         z.max_pool_bytes = 64 << 20
@@ -218,6 +220,30 @@ def test_max_compression_ratio_rejects_poor_pages() -> None:
         z.max_compression_ratio = 5
         assert z.store(t, 1, page) is StoreOutcome.REJECTED
         assert z.stats()["reject_compress_poor"] == 1
+
+
+def test_store_incompressible_keeps_a_noise_page_raw() -> None:
+    page = noise_page(5)
+    for off in (Zswap(), Zswap(store_incompressible=None), Zswap(store_incompressible=False)):
+        with off:
+            assert off.store_incompressible is False
+    with Zswap(store_incompressible=True) as z:
+        assert z.store_incompressible is True
+        t = z.swapon(None, pages=4)
+        assert z.store(t, 0, page) is StoreOutcome.STORED
+        s = z.stats()
+        assert (s["stored_incompressible_pages"], s["reject_compress_poor"]) == (1, 0)
+        assert s["compr_data_size"] == s["orig_data_size"] == PAGE
+        assert z.load(t, 0) == page
+        # Off at run time: the next such page is refused, the one kept stays.
+        z.store_incompressible = False
+        assert z.store(t, 1, noise_page(6)) is StoreOutcome.REJECTED
+        assert z.load(t, 0) == page
+        assert z.invalidate(t, 0)
+        s = z.stats()
+        assert (s["stored_incompressible_pages"], s["reject_compress_poor"]) == (0, 1)
+        with pytest.raises(TypeError):
+            z.store_incompressible = None  # type: ignore[assignment]
 
 
 def test_disabled_refuses_stores_but_loads_work(z: Zswap) -> None:

@@ -24,6 +24,12 @@ class Zswap:
     stay locked there forever. Every call in the child raises ``ZswapError`` saying so,
     ``close()`` there does nothing, and a new ``Zswap`` made in the child works.
     Offsets given as integer arrays are read by value, whatever their byte order.
+
+    ``store_incompressible=True`` keeps a page that compresses worse than
+    ``max_compression_ratio`` (or not at all) in the pool as it is, as kernel >= 6.18
+    does, to be written back in LRU order like any entry (``stats()``:
+    ``stored_incompressible_pages``); ``False`` refuses it (``reject_compress_poor``),
+    the 2013 behaviour. Omitted (``None``): off for a ``Zswap``.
     """
 
     def __new__(
@@ -38,6 +44,7 @@ class Zswap:
         max_compression_ratio: int = 80,
         same_filled: bool = True,
         exclusive_loads: bool = False,
+        store_incompressible: bool | None = None,
         page_size: int = 4096,
     ) -> Zswap: ...
     def swapon(
@@ -164,6 +171,7 @@ class Zswap:
     max_compression_ratio: int
     same_filled: bool
     exclusive_loads: bool
+    store_incompressible: bool
     enabled: bool
     shrinker_enabled: bool
     shrinker_age: float

@@ -593,9 +593,10 @@ impl Zswap {
         max_compression_ratio = None,
         same_filled = true,
         exclusive_loads = false,
+        store_incompressible = None,
         page_size = None,
     ),
-    text_signature = "(compressor='lz4', *, level=None, dictionary=None, max_pool_bytes=None, max_pool_percent=20, accept_threshold_percent=90, max_compression_ratio=80, same_filled=True, exclusive_loads=False, page_size=4096)")]
+    text_signature = "(compressor='lz4', *, level=None, dictionary=None, max_pool_bytes=None, max_pool_percent=20, accept_threshold_percent=90, max_compression_ratio=80, same_filled=True, exclusive_loads=False, store_incompressible=None, page_size=4096)")]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -608,6 +609,7 @@ impl Zswap {
         max_compression_ratio: Option<&Bound<'_, PyAny>>,
         same_filled: bool,
         exclusive_loads: bool,
+        store_incompressible: Option<bool>,
         page_size: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
         let defaults = Config::default();
@@ -647,6 +649,8 @@ impl Zswap {
             )?,
             same_filled,
             exclusive_loads,
+            // None (omitted): the core's default, off for a Zswap.
+            store_incompressible,
             page_size,
         };
         let core = Core::new(config).map_err(|e| to_py(py, e))?;
@@ -1199,6 +1203,19 @@ impl Zswap {
     fn set_exclusive_loads(&self, py: Python<'_>, on: bool) -> PyResult<()> {
         self.check_fork(py)?;
         self.core.set_exclusive_loads(on);
+        Ok(())
+    }
+
+    #[getter]
+    fn get_store_incompressible(&self, py: Python<'_>) -> PyResult<bool> {
+        self.check_fork(py)?;
+        Ok(self.core.store_incompressible())
+    }
+
+    #[setter]
+    fn set_store_incompressible(&self, py: Python<'_>, on: bool) -> PyResult<()> {
+        self.check_fork(py)?;
+        self.core.set_store_incompressible(on);
         Ok(())
     }
 
