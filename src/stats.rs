@@ -3,8 +3,9 @@
 //! People who know zswap read `/sys/kernel/debug/zswap/*` and `/proc/vmstat`;
 //! the same names mean the same things here, plus zram's three size figures.
 //! Event counters only grow; gauges (`stored_pages`, `same_filled_pages`,
-//! `stored_incompressible_pages`, `compr_data_size`) are changed under the area lock together with the index,
-//! so that after any call returns they agree with what is stored.
+//! `stored_incompressible_pages`, `compr_data_size`) are changed under the
+//! area lock together with the index, so that after any call returns they
+//! agree with what is stored.
 //!
 //! Each counter is a relaxed atomic per thread shard ([`Stats`]): they are
 //! statistics, not synchronisation.
