@@ -362,6 +362,69 @@ fn a_full_pool_writes_back_to_the_regions_file() {
 }
 
 #[test]
+fn the_pool_counts_against_the_budget_when_asked() {
+    // A budget of 256 pages, the pool allowed up to 128 pages of it: resident
+    // pages get what the pool leaves, and the pool writes back past its
+    // limit, so that resident + pool stays within the budget.
+    let budget = 256;
+    let z = Arc::new(
+        Zswap::new(Config {
+            max_pool_bytes: Some(128 * PAGE as u64),
+            ..Config::default()
+        })
+        .unwrap(),
+    );
+    let options = RegionOptions {
+        pool_in_budget: true,
+        ..RegionOptions::default()
+    };
+    let n = 4096;
+    let r = Region::with_options(Arc::clone(&z), n * PAGE, budget * PAGE, &options).unwrap();
+    let mut most_resident = 0;
+    let within = |r: &Region, slack: usize| {
+        let pool = z.stats().pool_total_size as usize;
+        let resident = r.resident_bytes();
+        assert!(
+            resident + pool <= (budget + slack) * PAGE,
+            "resident {resident} + pool {pool} over the budget: {:?}",
+            r.stats()
+        );
+        resident
+    };
+    for i in 0..n {
+        write_page(&r, i, &stamped(i, 1));
+        if i % 64 == 63 {
+            // A fault may map a read-ahead run and evict after: a batch's slack.
+            most_resident = most_resident.max(within(&r, 32));
+        }
+    }
+    for i in (0..n).rev() {
+        check_page(&r, i, &stamped(i, 1));
+    }
+    within(&r, 32);
+    let s = z.stats();
+    assert!(s.written_back_pages > 0 && s.pswpin > 0, "{s:?}");
+    // Once the pool has grown, resident pages have less than the budget, but
+    // never under an eighth of it.
+    assert!(
+        r.resident_bytes() < budget * PAGE * 3 / 4,
+        "{:?}",
+        r.stats()
+    );
+    assert!(most_resident >= budget * PAGE / 8, "{most_resident}");
+    // The same region without the option keeps its whole budget resident.
+    let plain = Region::on(Arc::clone(&z), n * PAGE, budget * PAGE, None).unwrap();
+    for i in 0..n {
+        write_page(&plain, i, &stamped(i, 2));
+    }
+    assert!(plain.resident_bytes() > budget * PAGE * 3 / 4);
+    for i in 0..n {
+        check_page(&plain, i, &stamped(i, 2));
+        check_page(&r, i, &stamped(i, 1));
+    }
+}
+
+#[test]
 fn regions_share_one_cache() {
     let z = Arc::new(Zswap::new(config()).unwrap());
     let a = Region::on(Arc::clone(&z), 64 * PAGE, 4 * PAGE, None).unwrap();

@@ -139,6 +139,33 @@ def test_lowering_the_budget_evicts() -> None:
         del a
 
 
+def test_the_pool_counts_against_the_budget_when_asked(real_pages: list[bytes]) -> None:
+    budget = 256 * PAGE
+    with Region(
+        2048 * PAGE, budget=budget, pool_in_budget=True, max_pool_bytes=128 * PAGE
+    ) as r, Zswap() as plain_cache:
+        mem = memoryview(r)
+        for i in range(2048):
+            mem[i * PAGE : (i + 1) * PAGE] = real_pages[i % len(real_pages)]
+            if i % 128 == 127:
+                # resident + pool within the budget, give or take a read-ahead run
+                assert r.resident_bytes + r.stats()["pool_total_size"] <= budget + 32 * PAGE
+        for i in range(2048):
+            assert mem[i * PAGE : (i + 1) * PAGE] == real_pages[i % len(real_pages)], i
+        assert r.stats()["pool_total_size"] > 0
+        assert r.resident_bytes < budget
+        mem.release()
+        # Without it the budget is resident pages alone.
+        with plain_cache.region(2048 * PAGE, budget) as plain:
+            m2 = memoryview(plain)
+            for i in range(2048):
+                m2[i * PAGE : (i + 1) * PAGE] = real_pages[i % len(real_pages)]
+            assert plain.resident_bytes > budget * 3 // 4
+            m2.release()
+    with pytest.raises(TypeError):
+        Region(PAGE, budget=PAGE, pool_in_budget="yes")  # type: ignore[arg-type]
+
+
 def test_close_refuses_while_exports_live() -> None:
     r = Region(16 * PAGE, budget=4 * PAGE)
     a = np.frombuffer(r, dtype=np.uint8)

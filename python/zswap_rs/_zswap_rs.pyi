@@ -143,6 +143,7 @@ class Zswap:
         direct_io: bool = False,
         handlers: int | None = None,
         spin: float | None = None,
+        pool_in_budget: bool = False,
     ) -> Region:
         """A region of ``size`` bytes, at most ``budget`` resident, on this cache's pool.
 
@@ -206,7 +207,12 @@ class Region:
       (``None``: 0, sleep at once);
     - ``direct_io``: open the swap file ``O_DIRECT`` (off: an eviction's write
       lands in the page cache and the kernel writes it out, as its own swap
-      does).
+      does);
+    - ``pool_in_budget``: count the cache's pool against the budget, as a
+      cgroup v2 limit charges the kernel's zswap pool: resident pages then
+      fill what the pool leaves of the budget (never under an eighth of it),
+      so the budget is the region's RAM in all (off: resident pages alone,
+      the pool on top, up to its own ``max_pool_bytes``).
 
     Untouched pages read as zeros and cost nothing. After ``os.fork()`` the
     child has no mapping at ``address`` (an access there is ``SIGSEGV``): it
@@ -223,6 +229,7 @@ class Region:
         direct_io: bool = False,
         handlers: int | None = None,
         spin: float | None = None,
+        pool_in_budget: bool = False,
         **zswap_options: object,
     ) -> Region: ...
     @property

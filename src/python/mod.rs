@@ -1018,7 +1018,7 @@ impl Zswap {
     /// pool (see `src/python/region.rs`).
     #[pyo3(signature = (
         size, budget, path = None, *, faults = "handlers", direct_io = false, handlers = None,
-        spin = None
+        spin = None, pool_in_budget = false
     ))]
     #[allow(clippy::too_many_arguments)]
     fn region(
@@ -1031,6 +1031,7 @@ impl Zswap {
         direct_io: bool,
         handlers: Option<&Bound<'_, PyAny>>,
         spin: Option<f64>,
+        pool_in_budget: bool,
     ) -> PyResult<region::Region> {
         self.check_fork(py)?;
         let knobs = region::Knobs {
@@ -1038,6 +1039,7 @@ impl Zswap {
             direct_io,
             handlers,
             spin,
+            pool_in_budget,
         };
         region::make(py, self, size, budget, path, &knobs)
     }

@@ -56,6 +56,7 @@ pub(super) struct Knobs<'a, 'py> {
     pub(super) direct_io: bool,
     pub(super) handlers: Option<&'a Bound<'py, PyAny>>,
     pub(super) spin: Option<f64>,
+    pub(super) pool_in_budget: bool,
 }
 
 /// The region's options from its `path` (a file, a Redis URL, or `None`)
@@ -108,6 +109,7 @@ fn options(path: Option<&Bound<'_, PyAny>>, knobs: &Knobs<'_, '_>) -> PyResult<R
         spin,
         pinned_handlers,
         direct_io: knobs.direct_io,
+        pool_in_budget: knobs.pool_in_budget,
     })
 }
 
@@ -161,12 +163,12 @@ fn closed(py: Python<'_>) -> PyErr {
 #[pymethods]
 impl Region {
     /// `Region(size, budget, path=None, *, direct_io=False, handlers=None,
-    /// spin=None, **zswap_options)`: a region on a cache of its own, made
-    /// with `Zswap(**zswap_options)`.
+    /// spin=None, pool_in_budget=False, **zswap_options)`: a region on a
+    /// cache of its own, made with `Zswap(**zswap_options)`.
     #[new]
     #[pyo3(signature = (
         size, budget, path = None, *, faults = "handlers", direct_io = false, handlers = None,
-        spin = None, **zswap_options
+        spin = None, pool_in_budget = false, **zswap_options
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -178,6 +180,7 @@ impl Region {
         direct_io: bool,
         handlers: Option<&Bound<'_, PyAny>>,
         spin: Option<f64>,
+        pool_in_budget: bool,
         zswap_options: Option<&Bound<'_, PyDict>>,
     ) -> PyResult<Self> {
         // Arguments first, so that a bad size is a ValueError even when
@@ -193,6 +196,7 @@ impl Region {
             direct_io,
             handlers,
             spin,
+            pool_in_budget,
         };
         make(py, z.get(), size, budget, path, &knobs)
     }

@@ -236,7 +236,22 @@ pub struct RegionOptions {
     /// pool refused cost 0.3-1.7 ms per fault on this VM's virtio disk).
     /// The page cache it uses is the kernel's to reclaim.
     pub direct_io: bool,
+    /// Count the cache's pool against the budget: resident pages are held
+    /// to the budget less the pool's bytes (never under
+    /// [`MIN_RESIDENT_SHARE`] of it), as a cgroup v2 limit holds a process
+    /// whose kernel zswap pool it charges. The budget is then the region's
+    /// RAM in all: resident pages fill what the pool does not use, and the
+    /// pool grows into the rest as pressure rises, up to its own limit
+    /// (`max_pool_bytes`), past which it writes back. Off by default: the
+    /// budget is resident pages alone, and the pool comes on top of it.
+    pub pool_in_budget: bool,
 }
+
+/// With [`RegionOptions::pool_in_budget`], the share of the budget that
+/// stays for resident pages however large the pool grows: read-ahead runs
+/// and a random phase's hits need some, and a pool past the rest is the
+/// pool limit's to write back.
+pub const MIN_RESIDENT_SHARE: f64 = 0.125;
 
 /// An anonymous mapping, unmapped on drop.
 struct Mapping {
@@ -324,6 +339,8 @@ struct Shared {
     size: usize,
     page: usize,
     budget_pages: AtomicUsize,
+    /// [`RegionOptions::pool_in_budget`].
+    pool_in_budget: bool,
     state: Mutex<State>,
     stop: AtomicBool,
     /// Written to wake the handler from poll(2) when it must stop.
@@ -502,9 +519,9 @@ impl Region {
                 "budget must be at least one page ({page} bytes), got {budget}"
             )));
         }
-        let pages = budget / page;
         let mut st = self.shared.state.lock();
-        self.shared.budget_pages.store(pages, Relaxed);
+        self.shared.budget_pages.store(budget / page, Relaxed);
+        let pages = self.shared.resident_budget();
         if st.resident > pages {
             let excess = st.resident - pages;
             self.shared.evict(&mut st, excess);
@@ -723,6 +740,7 @@ impl Shared {
             size,
             page,
             budget_pages: AtomicUsize::new(budget / page),
+            pool_in_budget: options.pool_in_budget,
             state: Mutex::new(State {
                 pages: vec![0; pages],
                 queue: VecDeque::new(),
@@ -742,6 +760,18 @@ impl Shared {
 
     fn addr(&self, page: usize) -> usize {
         self.region.addr + page * self.page
+    }
+
+    /// Pages that may be resident now: the budget, less the pool's pages
+    /// with [`RegionOptions::pool_in_budget`].
+    fn resident_budget(&self) -> usize {
+        let budget = self.budget_pages.load(Relaxed).max(1);
+        if !self.pool_in_budget {
+            return budget;
+        }
+        let pool = self.zswap.pool().total_bytes().div_ceil(self.page as u64);
+        let floor = ((budget as f64 * MIN_RESIDENT_SHARE) as usize).max(1);
+        budget.saturating_sub(pool as usize).max(floor)
     }
 
     /// The handler thread: read faults and serve them until told to stop.
@@ -870,7 +900,7 @@ impl Shared {
             return self.uffd.wake(addr, self.page);
         }
         st.stats.faults += 1;
-        let budget = self.budget_pages.load(Relaxed).max(1);
+        let budget = self.resident_budget();
         st.window = if p == st.next_seq {
             (st.window * 2).min(READAHEAD_MAX)
         } else {
@@ -881,10 +911,7 @@ impl Shared {
         while run < limit && st.pages[p + run] & RESIDENT == 0 {
             run += 1;
         }
-        if st.resident + run > budget {
-            let want = (st.resident + run - budget).max(EVICT_BATCH.min(budget / 8));
-            self.evict(st, want);
-        }
+        self.make_room(st, run, budget);
         if run == 1 && !write && st.pages[p] & STORED == 0 {
             retry(|| self.uffd.zeropage(addr, self.page))?;
             st.stats.zero_fills += 1;
@@ -909,6 +936,25 @@ impl Shared {
         st.stats.prefetched += run as u64 - 1;
         st.next_seq = p + run;
         Ok(())
+    }
+
+    /// Evict until `run` more pages fit in the resident budget (`budget`
+    /// now). With `pool_in_budget` the evictions grow the pool, and so
+    /// shrink the budget: look again, a few times at most, while evicting
+    /// still frees pages.
+    fn make_room(&self, st: &mut State, run: usize, mut budget: usize) {
+        for _ in 0..4 {
+            if st.resident + run <= budget {
+                return;
+            }
+            let want = (st.resident + run - budget).max(EVICT_BATCH.min(budget / 8));
+            let before = st.resident;
+            self.evict(st, want);
+            if !self.pool_in_budget || st.resident == before {
+                return;
+            }
+            budget = self.resident_budget();
+        }
     }
 
     /// Load pages `p..p + run` into the buffer (zeros where nothing is
