@@ -156,6 +156,13 @@ def test_small_run_prints_both_tables_and_restores_everything(tmp_path: Path) ->
         else:
             assert int(region[3]) + int(region[4]) == int(region[5])
             assert int(region[8]) > 0, "the region compressed nothing"
+            if _machine.find_memory_hierarchy()[0] == 1 and zswap[3] != "OOM-killed":
+                # v1 left the kernel's pool outside its limit: the region got as much.
+                assert re.search(
+                    r"kernel zswap at 1x: its pool peaked at [\d.]+ MiB beside the 32 MiB "
+                    r"limit .*so the region sides ran in [\d.]+ MiB",
+                    proc.stdout,
+                ), proc.stdout
     assert "bars (SPEC.md, Performance, Regions):" in proc.stdout
 
     header, rows = table(proc.stdout, "pressure  side  fill  us/f")
@@ -216,6 +223,8 @@ def test_json_and_plot(tmp_path: Path) -> None:
             assert r["kernel"]["zswpout"] == 0, "zswap was on during the plain swap side"
         else:
             assert r["kernel"]["zswpout"] > 0, "the kernel's zswap compressed nothing"
+            assert r["kernel_pool_peak_bytes"] > 0
+        assert r["limit_bytes"] == 32 << 20  # the kernel's sides: the limit as given
     assert doc["machine"]["zswap_parameters_before"] == before["zswap"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -431,8 +440,10 @@ def test_split_limit_leaves_room_and_refuses_a_limit_too_small() -> None:
     limit, baseline, pages = 128 << 20, 20 << 20, 98304
     budget, pool = _job.split_limit(limit, baseline, pages, 75)
     left = limit - baseline - pages * _job.REGION_BYTES_PER_PAGE - _job.REGION_HEADROOM
-    assert budget + pool <= left and budget % 4096 == 0
-    assert pool == left * 75 // 100
+    # The pool counts against the budget (pool_in_budget): the budget is all
+    # that is left, and the pool may take 75% of it.
+    assert left - 4096 < budget <= left and budget % 4096 == 0
+    assert pool == budget * 75 // 100
     with pytest.raises(_job.LimitTooSmall, match="leaves too little"):
         _job.split_limit(32 << 20, 30 << 20, 8192, 75)
 
@@ -447,6 +458,26 @@ def test_expected_total_matches_a_cycled_array(tmp_path: Path) -> None:
     _job.fill(arr.view(np.uint8), str(path), 7)
     assert int(arr.sum(dtype=np.uint64)) == _job.expected_total(sums, 23)
     assert (arr[::512] == firsts[np.arange(23) % 7]).all()
+
+
+def test_region_sides_get_the_kernels_uncharged_pool_on_top_of_the_limit() -> None:
+    config = Config(limit_mb=128, levels=(1.0, 3.0), sides=("swap", "zswap", "zswap-rs"))
+    ctx = _run._Context(config, "lz4", Path("/"), Path("/"), 1, None, None, None, None, print)  # type: ignore[arg-type]
+    ctx.uncharged_pool[3.0] = (140 << 20) + 5
+    limit = 128 << 20
+    # Page-rounded, for region sides only, and only at the level it was seen.
+    assert _run.side_limit(ctx, 3.0, "zswap-rs") == limit + (140 << 20) + 4096
+    assert _run.side_limit(ctx, 3.0, "zswap-rs-signal") == limit + (140 << 20) + 4096
+    assert _run.side_limit(ctx, 3.0, "zswap") == limit
+    assert _run.side_limit(ctx, 3.0, "swap") == limit
+    assert _run.side_limit(ctx, 1.0, "zswap-rs") == limit
+    rows = [_result(3.0, "zswap", 1.0, 0), _result(3.0, "zswap-rs", 1.0, 0)]
+    rows[0].kernel_pool_peak_bytes = 140 << 20
+    rows[1].limit_bytes = _run.side_limit(ctx, 3.0, "zswap-rs")
+    v = _versus(rows)
+    v.config = config
+    notes = _report.footnotes(v)
+    assert any("beside the 128 MiB limit" in n and "268.0 MiB" in n for n in notes), notes
 
 
 def _result(level: float, side: str, total: float | None, io: int | None) -> SideResult:

@@ -102,8 +102,9 @@ def add_arguments(v: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=d.pool_percent,
         metavar="PCT",
-        help=f"zswap-rs: pool share of the limit left after the interpreter (default "
-        f"{d.pool_percent}; the rest is the region's resident budget)",
+        help=f"zswap-rs: the most of the region's budget (the limit left after the "
+        f"interpreter, pool included) its pool may take before it writes back (default "
+        f"{d.pool_percent}; resident pages keep the rest)",
     )
     v.add_argument(
         "--kernel-shrinker",

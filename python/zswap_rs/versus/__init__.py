@@ -23,25 +23,30 @@ The same swap device for everyone: a swap file of the run's own (mkswap,
 swapon at priority 32767) in the directory where the region's swap file
 goes too, so both sides write to one filesystem on one disk.
 
-**The limit and the zswap-rs split.** Everything each side's process uses is
-charged to the same cgroup limit: on the kernel's sides the interpreter,
-NumPy, the array's resident pages and (v2, and v1 kernels that charge it)
-the kernel's zswap pool; on the zswap-rs side the interpreter, NumPy, the
-compiled module, the region's resident pages, its pool and its metadata. A
-region needs its budget and its pool limit up front, where the kernel lets
-reclaim decide, so the job measures what the interpreter holds just before
-it makes the region (the cgroup's own charge, less the page cache no process
-maps: the page file, which reclaim drops first), takes off 64 bytes per page
-of the array for the cache's and the region's metadata and 4 MiB of
-headroom (handler threads, buffers), and splits the rest: 75% to the pool
-(`--pool-percent`), 25% to resident pages. Why mostly pool: a byte of pool
-holds 2 to 4 bytes of these pages and serves a fault in microseconds, a byte
-of budget holds one; and with the array larger than the budget, an LRU over
-a sequential scan misses on every page whatever the budget, so resident
-memory buys only the random phases' hit rate (budget / array), while pool
-memory keeps pages off the disk. The quarter left resident holds the
-read-ahead windows and the pages in flight. Pages the kernel swaps out of
-that process anyway (if the split overshoots) are counted in its I/O.
+**The limit and the zswap-rs budget.** Everything each side's process uses
+is charged to its cgroup limit: on the kernel's sides the interpreter, NumPy
+and the array's resident pages; on the zswap-rs side the interpreter, NumPy,
+the compiled module, the region's resident pages, its pool and its metadata.
+The kernel's zswap pool is charged to the limit by cgroup v2 but not by v1,
+and nothing makes v1 hold it to one: lowering the limit by the pool as it
+grows (tried here) only makes reclaim harder, since v1 gives the zswap
+shrinker no per-group count to write back from (the pool stayed at 140 MiB
+beside a limit lowered to 32 MiB). So on v1 the pool's peak on the kernel
+zswap side is added to the region sides' limit at the same level (the
+kernel's sides run first): every zswap side then has the same RAM in all,
+which the notes give. A region needs its budget and its pool limit up front,
+so the job measures what the interpreter holds just before it makes the
+region (the cgroup's own charge, less the page cache no process maps: the
+page file, which reclaim drops first), takes off 64 bytes per page of the
+array for the cache's and the region's metadata and 4 MiB of headroom
+(handler threads, buffers), and makes the rest the region's budget with its
+pool counted in it (`pool_in_budget=True`), as a v2 limit counts the
+kernel's: resident pages fill what the pool does not use, as the kernel's
+reclaim leaves resident what it need not compress, and the pool may grow to
+75% of the budget (`--pool-percent`) before it writes back to the region's
+file, so that a quarter stays for read-ahead windows and the random phases'
+hits. Pages the kernel swaps out of that process anyway (if the region's
+page cache or the interpreter outgrow the headroom) are counted in its I/O.
 
 **What is measured.** Swap I/O in pages: pswpin and pswpout from the
 cgroup's own counters where memory.stat has them, else /proc/vmstat deltas

@@ -174,14 +174,16 @@ class LimitTooSmall(Exception):
 def split_limit(limit: int, baseline: int, pages: int, pool_percent: int) -> tuple[int, int]:
     """(budget, max_pool_bytes) for a region of `pages` pages in a limit of `limit` bytes.
 
-    What the limit leaves after the interpreter (`baseline`, measured), the
-    region's per-page metadata and its headroom is split: `pool_percent` to
-    the pool, the rest to resident pages. See the package docs for why.
+    The budget is what the limit leaves after the interpreter (`baseline`,
+    measured), the region's per-page metadata and its headroom; the region
+    counts its pool in it (`pool_in_budget`), so resident pages fill what
+    the pool does not use, and the pool may grow to `pool_percent` of it
+    before it writes back. See the package docs for why.
     """
-    left = limit - baseline - pages * REGION_BYTES_PER_PAGE - REGION_HEADROOM
-    pool = left * pool_percent // 100
-    budget = (left - pool) // PAGE_SIZE * PAGE_SIZE
-    if budget < MIN_BUDGET or pool < 0:
+    left = (limit - baseline - pages * REGION_BYTES_PER_PAGE - REGION_HEADROOM) // PAGE_SIZE
+    budget = left * PAGE_SIZE
+    pool = budget * pool_percent // 100
+    if budget - pool < MIN_BUDGET:
         raise LimitTooSmall(
             f"the limit ({limit >> 20} MiB) leaves too little for a region of {pages} pages: "
             f"the interpreter uses {baseline / 2**20:.1f} MiB before it, its metadata "
@@ -216,6 +218,7 @@ class Buffer:
             max_pool_bytes=pool,
             faults=reg.get("faults", "handlers"),
             direct_io=bool(reg.get("direct_io", False)),
+            pool_in_budget=True,
         )
         self.mem = self.region
 

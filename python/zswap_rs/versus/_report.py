@@ -301,8 +301,9 @@ def describe(v: Versus) -> str:
         f"pages: {src}, {s.get('pages_used')} pages cycled over the array",
         f"job: fill, scan twice, {c.reads} random page reads, {c.writes} random page writes "
         "(seconds per phase; CPU of the job's process, all its threads)",
-        f"zswap-rs: the limit less the interpreter, 64 B/page of metadata and 4 MiB, split "
-        f"{c.pool_percent}% pool / {100 - c.pool_percent}% resident budget, swap file "
+        f"zswap-rs: the limit less the interpreter, 64 B/page of metadata and 4 MiB is the "
+        f"region's budget, its pool counted in it (pool_in_budget) up to {c.pool_percent}% of "
+        "it, swap file "
         f"{'O_DIRECT' if c.region_direct_io else 'buffered'}; kernel zswap: "
         f"shrinker {'on' if c.kernel_shrinker else 'off'}",
     ]
@@ -310,9 +311,9 @@ def describe(v: Versus) -> str:
         if r.region_split:
             sp = r.region_split
             lines.append(
-                f"  {r.level:g}x {SIDE_TITLES[r.side]}: interpreter "
-                f"{sp['baseline'] / 2**20:.1f} MiB, budget {sp['budget'] / 2**20:.1f} MiB, "
-                f"pool limit {sp['max_pool_bytes'] / 2**20:.1f} MiB"
+                f"  {r.level:g}x {SIDE_TITLES[r.side]}: limit {r.limit_bytes / 2**20:.1f} MiB, "
+                f"interpreter {sp['baseline'] / 2**20:.1f} MiB, budget "
+                f"{sp['budget'] / 2**20:.1f} MiB, pool limit {sp['max_pool_bytes'] / 2**20:.1f} MiB"
             )
     lines.extend(f"note: {n}" for n in v.notes)
     return "\n".join(lines)
@@ -342,18 +343,35 @@ def footnotes(v: Versus) -> list[str]:
                 "region pages): counted in its I/O; its major faults per phase: "
                 + ", ".join(f"{p} {n}" for p, n in majflt.items())
             )
-        pool, kmem = r.kernel_pool_peak_bytes, r.cgroup_kmem_peak_bytes
-        if pool is not None and kmem is not None and pool > kmem + (1 << 20):
-            out.append(
-                f"kernel zswap at {r.level:g}x: its pool peaked at {pool / 2**20:.1f} MiB while "
-                f"the cgroup's kernel memory peaked at {kmem / 2**20:.1f} MiB: cgroup v1 does not "
-                "charge the kernel's zswap pool, so that side had its pool outside the limit"
-            )
         if r.swap_left_kib > 1024:
             out.append(
                 f"{SIDE_TITLES[r.side]} at {r.level:g}x: {r.swap_left_kib} KiB stayed on the swap "
                 "file after the side ended: other programs swapped there, and their I/O is in "
                 "the machine's counters"
+            )
+    return out + _pool_notes(v)
+
+
+def _pool_notes(v: Versus) -> list[str]:
+    """Where the kernel's pool was not charged to the limit, and what the regions got for it."""
+    out = []
+    for r in v.results:
+        pool, kmem = r.kernel_pool_peak_bytes, r.cgroup_kmem_peak_bytes
+        if r.side != "zswap" or r.status != "ok" or pool is None:
+            continue
+        regions = [x for x in v.results if x.level == r.level and x.is_region and x.limit_bytes]
+        extra = [x for x in regions if x.limit_bytes > v.config.limit_bytes]
+        if extra:
+            out.append(
+                f"kernel zswap at {r.level:g}x: its pool peaked at {pool / 2**20:.1f} MiB beside "
+                f"the {v.config.limit_mb} MiB limit (cgroup v1 does not charge it), so the "
+                f"region sides ran in {extra[0].limit_bytes / 2**20:.1f} MiB: the same RAM in all"
+            )
+        elif kmem is not None and pool > kmem + (1 << 20):
+            out.append(
+                f"kernel zswap at {r.level:g}x: its pool peaked at {pool / 2**20:.1f} MiB while "
+                f"the cgroup's kernel memory peaked at {kmem / 2**20:.1f} MiB: the pool was not "
+                "charged to the limit"
             )
     return out
 
