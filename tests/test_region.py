@@ -141,9 +141,10 @@ def test_lowering_the_budget_evicts() -> None:
 
 def test_the_pool_counts_against_the_budget_when_asked(real_pages: list[bytes]) -> None:
     budget = 256 * PAGE
-    with Region(
-        2048 * PAGE, budget=budget, pool_in_budget=True, max_pool_bytes=128 * PAGE
-    ) as r, Zswap() as plain_cache:
+    with (
+        Region(2048 * PAGE, budget=budget, pool_in_budget=True, max_pool_bytes=128 * PAGE) as r,
+        Zswap() as plain_cache,
+    ):
         mem = memoryview(r)
         for i in range(2048):
             mem[i * PAGE : (i + 1) * PAGE] = real_pages[i % len(real_pages)]
@@ -164,6 +165,21 @@ def test_the_pool_counts_against_the_budget_when_asked(real_pages: list[bytes]) 
             m2.release()
     with pytest.raises(TypeError):
         Region(PAGE, budget=PAGE, pool_in_budget="yes")  # type: ignore[arg-type]
+
+
+def test_a_regions_own_cache_keeps_incompressible_pages_in_its_pool() -> None:
+    noise = [os.urandom(PAGE) for _ in range(64)]
+    for opts, raw in (({}, True), ({"store_incompressible": False}, False)):
+        with Region(64 * PAGE, budget=8 * PAGE, **opts) as r:
+            mem = memoryview(r)
+            for i, page in enumerate(noise):
+                mem[i * PAGE : (i + 1) * PAGE] = page
+            for i, page in enumerate(noise):
+                assert mem[i * PAGE : (i + 1) * PAGE] == page
+            s = r.stats()
+            mem.release()
+            assert (s["stored_incompressible_pages"] > 0) is raw, s
+            assert (s["pswpout"] == 0) is raw, s
 
 
 def test_close_refuses_while_exports_live() -> None:

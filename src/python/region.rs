@@ -187,9 +187,19 @@ impl Region {
         // the cache's options are bad too.
         bytes_arg(size, "size")?;
         bytes_arg(budget, "budget")?;
+        // A region's own cache keeps incompressible pages in its pool unless
+        // told otherwise, as `Region::new` does.
+        let options = match zswap_options {
+            Some(d) => d.copy()?,
+            None => PyDict::new(py),
+        };
+        let key = "store_incompressible";
+        if options.get_item(key)?.is_none_or(|v| v.is_none()) {
+            options.set_item(key, true)?;
+        }
         let z = py
             .get_type::<Zswap>()
-            .call((), zswap_options)?
+            .call((), Some(&options))?
             .cast_into::<Zswap>()?;
         let knobs = Knobs {
             faults,

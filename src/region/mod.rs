@@ -388,9 +388,18 @@ pub fn userfaultfd_status() -> (bool, &'static str, String) {
 }
 
 impl Region {
-    /// A region on a cache of its own made from `config`.
-    pub fn new(size: usize, budget: usize, path: Option<&Path>, config: Config) -> Result<Region> {
+    /// A region on a cache of its own made from `config`. Unless the
+    /// config says otherwise, the cache keeps incompressible pages in its
+    /// pool as they are (`store_incompressible`, as kernel 6.18 does), so
+    /// that they reach the file in LRU order with the rest, not at once.
+    pub fn new(
+        size: usize,
+        budget: usize,
+        path: Option<&Path>,
+        mut config: Config,
+    ) -> Result<Region> {
         Self::check_sizes(size, budget)?;
+        config.store_incompressible.get_or_insert(true);
         let zswap = Arc::new(Zswap::new(config)?);
         let options = RegionOptions {
             store: RegionStore::file(path),
