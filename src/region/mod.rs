@@ -238,7 +238,7 @@ pub struct RegionOptions {
     pub direct_io: bool,
     /// Count the cache's pool against the budget: resident pages are held
     /// to the budget less the pool's bytes (never under
-    /// [`MIN_RESIDENT_SHARE`] of it), as a cgroup v2 limit holds a process
+    /// [`MIN_RESIDENT_DIVISOR`]th of it), as a cgroup v2 limit holds a process
     /// whose kernel zswap pool it charges. The budget is then the region's
     /// RAM in all: resident pages fill what the pool does not use, and the
     /// pool grows into the rest as pressure rises, up to its own limit
@@ -247,11 +247,11 @@ pub struct RegionOptions {
     pub pool_in_budget: bool,
 }
 
-/// With [`RegionOptions::pool_in_budget`], the share of the budget that
-/// stays for resident pages however large the pool grows: read-ahead runs
-/// and a random phase's hits need some, and a pool past the rest is the
-/// pool limit's to write back.
-pub const MIN_RESIDENT_SHARE: f64 = 0.125;
+/// With [`RegionOptions::pool_in_budget`], the budget over this (an
+/// eighth) stays for resident pages however large the pool grows:
+/// read-ahead runs and a random phase's hits need some, and a pool past the
+/// rest is the pool limit's to write back.
+pub const MIN_RESIDENT_DIVISOR: usize = 8;
 
 /// An anonymous mapping, unmapped on drop.
 struct Mapping {
@@ -779,7 +779,7 @@ impl Shared {
             return budget;
         }
         let pool = self.zswap.pool().total_bytes().div_ceil(self.page as u64);
-        let floor = ((budget as f64 * MIN_RESIDENT_SHARE) as usize).max(1);
+        let floor = (budget / MIN_RESIDENT_DIVISOR).max(1);
         budget.saturating_sub(pool as usize).max(floor)
     }
 

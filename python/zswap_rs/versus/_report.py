@@ -359,8 +359,11 @@ def _pool_notes(v: Versus) -> list[str]:
         pool, kmem = r.kernel_pool_peak_bytes, r.cgroup_kmem_peak_bytes
         if r.side != "zswap" or r.status != "ok" or pool is None:
             continue
-        regions = [x for x in v.results if x.level == r.level and x.is_region and x.limit_bytes]
-        extra = [x for x in regions if x.limit_bytes > v.config.limit_bytes]
+        extra = [
+            x
+            for x in v.results
+            if x.level == r.level and x.is_region and x.limit_bytes > v.config.limit_bytes
+        ]
         if extra:
             out.append(
                 f"kernel zswap at {r.level:g}x: its pool peaked at {pool / 2**20:.1f} MiB beside "
