@@ -158,6 +158,74 @@ fn pinned_handlers_on_every_cpu_lose_nothing_either() {
     counters_under_eviction(Region::with_options(z, 256 * PAGE, 24 * PAGE, &options).unwrap());
 }
 
+/// Pin the calling thread to `cpu`.
+fn pin_to(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is empty; CPU_SET writes within it; pid 0
+    // is this thread.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        assert_eq!(
+            libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set),
+            0
+        );
+    }
+}
+
+/// The CPUs this process may run on.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: as in `pin_to`; CPU_ISSET reads within the set.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        assert_eq!(
+            libc::sched_getaffinity(0, std::mem::size_of_val(&set), &mut set),
+            0
+        );
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
+}
+
+#[test]
+fn the_polling_handler_follows_the_faulting_thread_to_its_cpu() {
+    let cpus = allowed_cpus();
+    assert!(
+        cpus.len() >= 2,
+        "routing needs two CPUs; this machine lets us use {cpus:?}"
+    );
+    let z = Arc::new(Zswap::new(config()).unwrap());
+    let options = RegionOptions {
+        pinned_handlers: Some(2),
+        ..RegionOptions::default()
+    };
+    let n = 512;
+    let r = Arc::new(Region::with_options(z, n * PAGE, 32 * PAGE, &options).unwrap());
+    let mut switches = Vec::new();
+    // Handler 0 (on the first CPU) polls first; a thread on the second CPU
+    // should get handler 1 polling, and one back on the first, handler 0.
+    for (round, &cpu) in [cpus[1], cpus[0], cpus[1]].iter().enumerate() {
+        let r2 = Arc::clone(&r);
+        std::thread::spawn(move || {
+            pin_to(cpu);
+            for i in (0..n).rev().step_by(3) {
+                if round > 0 {
+                    check_page(&r2, i, &stamped(i, round as u64 - 1));
+                }
+                write_page(&r2, i, &stamped(i, round as u64));
+            }
+        })
+        .join()
+        .unwrap();
+        switches.push(r.stats().handler_switches);
+    }
+    // Each thread took about 170 faults: enough looks for a switch each.
+    assert!(
+        switches[0] >= 1 && switches[1] > switches[0] && switches[2] > switches[1],
+        "handler switches after each round: {switches:?}"
+    );
+}
+
 fn counters_under_eviction(r: Region) {
     let n = r.len() / PAGE;
     let threads = 4;

@@ -61,6 +61,15 @@
 //! They share one lock, so they serve one fault at a time; what they save
 //! is the wake-ups.
 //!
+//! Routing: poll's wake-ups are not exclusive, so with every handler in
+//! poll(2) each fault would wake them all, the one on the other CPU by an
+//! interrupt that costs the fault several microseconds (and now and then it
+//! wins the race and serves the fault from afar). So one handler at a time
+//! polls the userfaultfd; the others sleep on an eventfd of their own. Every
+//! [`ROUTE_SAMPLE`] faults the active one reads which CPU the faulting
+//! thread runs on (`/proc/self/task/<tid>/stat`); twice in a row on the CPU
+//! of another handler, it wakes that one and sleeps in its stead.
+//!
 //! Read-ahead: a fault on the page after the previous fault's run maps a
 //! run twice as long (up to [`READAHEAD_MAX`] pages) in one `UFFDIO_COPY`,
 //! so a scan pays one fault per run, not per page.
@@ -88,7 +97,9 @@ use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicBool, AtomicU64, AtomicUsize, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -119,6 +130,12 @@ const EVICT_BATCH: usize = 16;
 /// there at once; polling would only take that CPU from the program (the
 /// README has the figures of both).
 pub const DEFAULT_SPIN: Duration = Duration::ZERO;
+
+/// Faults between two looks at the CPU the faulting thread runs on (see
+/// the module docs on routing): a look costs a few microseconds, so it is
+/// shared by this many faults; a program that moved to the other CPU pays
+/// cross-CPU wake-ups for at most twice this many.
+pub const ROUTE_SAMPLE: u32 = 16;
 
 /// Most handler threads made by default: one per CPU up to this many. Every
 /// fault wakes each sleeping handler (poll's wake-ups are not exclusive),
@@ -159,11 +176,14 @@ pub struct RegionStats {
     pub fault_errors: u64,
     /// Pages mapped now.
     pub resident_pages: u64,
+    /// Times the handler polling the userfaultfd changed, to follow the
+    /// faulting threads to another CPU (see the module docs on routing).
+    pub handler_switches: u64,
 }
 
 impl RegionStats {
     /// Every figure as `(name, value)`.
-    pub fn named(&self) -> [(&'static str, u64); 9] {
+    pub fn named(&self) -> [(&'static str, u64); 10] {
         [
             ("faults", self.faults),
             ("wp_faults", self.wp_faults),
@@ -174,6 +194,7 @@ impl RegionStats {
             ("kept_resident", self.kept_resident),
             ("fault_errors", self.fault_errors),
             ("resident_pages", self.resident_pages),
+            ("handler_switches", self.handler_switches),
         ]
     }
 }
@@ -346,9 +367,20 @@ struct Shared {
     /// Written to wake the handler from poll(2) when it must stop.
     wakeup: OwnedFd,
     spin: Duration,
+    /// With two handlers or more, pinned: which of them polls the
+    /// userfaultfd (see the module docs on routing).
+    route: Option<Route>,
     /// The process that made the region (a forked child must not tear down
     /// what is its parent's).
     owner: libc::pid_t,
+}
+
+/// Handler `i` is pinned to `cpus[i]` and sleeps on `parks[i]` while
+/// another is `active`.
+struct Route {
+    cpus: Vec<usize>,
+    parks: Vec<OwnedFd>,
+    active: AtomicUsize,
 }
 
 /// Memory of `size` bytes of which at most `budget` bytes are resident; the
@@ -444,7 +476,16 @@ impl Region {
         options: &RegionOptions,
     ) -> Result<Region> {
         let pages = Self::check(&zswap, size, budget)?;
-        let shared = Arc::new(Shared::new(zswap, size, budget, pages, options)?);
+        let cpus: Vec<Option<usize>> = match (options.faults, options.pinned_handlers) {
+            (FaultMode::Signal, _) => Vec::new(),
+            (_, Some(0)) => vec![None],
+            (_, n) => allowed_cpus()
+                .into_iter()
+                .take(n.unwrap_or(MAX_DEFAULT_HANDLERS))
+                .map(Some)
+                .collect(),
+        };
+        let shared = Arc::new(Shared::new(zswap, size, budget, pages, &cpus, options)?);
         let mut region = Region {
             shared,
             handlers: Vec::new(),
@@ -456,15 +497,7 @@ impl Region {
             region.signal_slot = Some(slot);
             return Ok(region);
         }
-        let cpus: Vec<Option<usize>> = match options.pinned_handlers {
-            Some(0) => vec![None],
-            n => allowed_cpus()
-                .into_iter()
-                .take(n.unwrap_or(MAX_DEFAULT_HANDLERS))
-                .map(Some)
-                .collect(),
-        };
-        for cpu in cpus {
+        for (me, cpu) in cpus.into_iter().enumerate() {
             let worker = Arc::clone(&region.shared);
             let handler = std::thread::Builder::new()
                 .name("zswap-region".into())
@@ -472,7 +505,7 @@ impl Region {
                     if let Some(cpu) = cpu {
                         pin_to(cpu);
                     }
-                    worker.serve()
+                    worker.serve(me)
                 })
                 .map_err(|e| Error::io(ErrorKind::System, "cannot start the fault handler", e))?;
             region.handlers.push(handler);
@@ -582,15 +615,7 @@ impl Region {
             std::mem::forget(Arc::clone(&self.shared));
             return;
         }
-        let one: u64 = 1;
-        // SAFETY: writing 8 bytes from a local u64 to our eventfd.
-        unsafe {
-            libc::write(
-                self.shared.wakeup.as_raw_fd(),
-                (&one as *const u64).cast(),
-                8,
-            )
-        };
+        poke(&self.shared.wakeup);
         for handler in self.handlers.drain(..) {
             let _ = handler.join();
         }
@@ -632,6 +657,44 @@ fn pin_to(cpu: usize) {
         libc::CPU_SET(cpu, &mut set);
         libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set);
     }
+}
+
+/// Sleep in poll(2) until `a` or `b` is readable (or a signal).
+fn poll_two(a: libc::c_int, b: libc::c_int) {
+    let mut fds = [a, b].map(|fd| libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    // SAFETY: two valid pollfd structs in a local array.
+    unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+}
+
+/// A parked handler: sleep until `park` is poked (its count then read
+/// back to zero) or `stop` is written.
+fn wait_for(park: &OwnedFd, stop: &OwnedFd) {
+    poll_two(park.as_raw_fd(), stop.as_raw_fd());
+    let mut count = 0u64;
+    // SAFETY: reading 8 bytes into a local u64 from our non-blocking
+    // eventfd; EAGAIN (not poked) leaves it alone.
+    unsafe { libc::read(park.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
+}
+
+/// Add one to an eventfd's count, waking whoever polls it.
+fn poke(fd: &OwnedFd) {
+    let one: u64 = 1;
+    // SAFETY: writing 8 bytes from a local u64 to our eventfd.
+    unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+}
+
+/// The CPU thread `tid` of this process runs on, or last ran on if it
+/// sleeps (field 39 of its stat), if it is still there to ask.
+fn thread_cpu(tid: u32) -> Option<usize> {
+    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).ok()?;
+    // The name (field 2) is in parentheses and may hold spaces; the state,
+    // field 3, follows the last ')'.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    rest.split(' ').nth(39 - 3)?.parse().ok()
 }
 
 /// Open and handshake a userfaultfd (raising `SIGBUS` instead of queueing
@@ -711,6 +774,7 @@ impl Shared {
         size: usize,
         budget: usize,
         pages: usize,
+        cpus: &[Option<usize>],
         options: &RegionOptions,
     ) -> Result<Shared> {
         let page = page_size();
@@ -735,6 +799,17 @@ impl Shared {
             ..FileOptions::default()
         };
         let wakeup = eventfd().map_err(|e| io_err("cannot make an eventfd", e))?;
+        let route = match cpus.iter().copied().collect::<Option<Vec<usize>>>() {
+            Some(cpus) if cpus.len() > 1 => {
+                let parks = cpus.iter().map(|_| eventfd()).collect::<io::Result<_>>();
+                Some(Route {
+                    cpus,
+                    parks: parks.map_err(|e| io_err("cannot make an eventfd", e))?,
+                    active: AtomicUsize::new(0),
+                })
+            }
+            _ => None,
+        };
         let swap_type = swapon(&zswap, pages as u64, &options.store, &file)?;
         if let Err(e) = zswap.hold(swap_type) {
             let _ = zswap.swapoff(swap_type);
@@ -762,6 +837,7 @@ impl Shared {
             stop: AtomicBool::new(false),
             wakeup,
             spin: options.spin.unwrap_or(DEFAULT_SPIN),
+            route,
             // SAFETY: getpid has no preconditions.
             owner: unsafe { libc::getpid() },
         })
@@ -783,11 +859,20 @@ impl Shared {
         budget.saturating_sub(pool as usize).max(floor)
     }
 
-    /// The handler thread: read faults and serve them until told to stop.
-    fn serve(&self) {
+    /// Handler `me`: read faults and serve them until told to stop.
+    fn serve(&self, me: usize) {
         let mut msgs = [Msg::default(); 16];
         let mut idle_since: Option<Instant> = None;
+        let mut since_look = 0u32;
+        // The other handler's CPU the last look saw the faulting thread on.
+        let mut seen_away: Option<usize> = None;
         while !self.stop.load(Relaxed) {
+            if let Some(route) = &self.route {
+                if route.active.load(Acquire) != me {
+                    wait_for(&route.parks[me], &self.wakeup);
+                    continue;
+                }
+            }
             let n = match self.uffd.read_msgs(&mut msgs) {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
@@ -805,31 +890,40 @@ impl Shared {
             }
             idle_since = None;
             let mut st = self.state.lock();
+            let mut tid = None;
             for m in &msgs[..n] {
                 if m.event == uffd::EVENT_PAGEFAULT {
                     self.on_fault(&mut st, m);
+                    tid = Some(m.ptid);
                 }
             }
             drop(st);
+            let (Some(route), Some(tid)) = (&self.route, tid) else {
+                continue;
+            };
+            since_look += 1;
+            if since_look < ROUTE_SAMPLE {
+                continue;
+            }
+            since_look = 0;
+            let away = thread_cpu(tid)
+                .filter(|&c| c != route.cpus[me])
+                .and_then(|c| route.cpus.iter().position(|&h| h == c));
+            match away {
+                Some(to) if seen_away == Some(to) => {
+                    seen_away = None;
+                    self.state.lock().stats.handler_switches += 1;
+                    route.active.store(to, Release);
+                    poke(&route.parks[to]);
+                }
+                _ => seen_away = away,
+            }
         }
     }
 
     /// Sleep in poll(2) until a fault or the stop signal.
     fn sleep(&self) {
-        let mut fds = [
-            libc::pollfd {
-                fd: self.uffd.raw(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: self.wakeup.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
-        // SAFETY: two valid pollfd structs in a local array.
-        unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        poll_two(self.uffd.raw(), self.wakeup.as_raw_fd());
     }
 
     fn on_fault(&self, st: &mut State, m: &Msg) {
