@@ -27,15 +27,15 @@ cargo test --locked --doc
 
 echo "== valgrind memcheck over the tests of the unsafe code"
 # The FFI to ISA-L and zstd (fed hostile input by compress_fuzz), the LZO
-# interop, the IAA and NX drivers against their device models, and the
-# O_DIRECT file paths: an invalid read or write, or a use of uninitialised
-# memory, fails the run. Miri (nightly) goes deeper into the IAA driver where
+# interop, the IAA and NX drivers against their device models, the O_DIRECT
+# file paths and the pool's page heap: an invalid read or write, or a use of
+# uninitialised memory, fails the run. Miri (nightly) goes deeper into the IAA driver where
 # it is installed (see tests/hw_iaa.rs); valgrind runs on stable.
 if ! command -v valgrind >/dev/null; then
     echo "valgrind is missing: apt-get install -y valgrind (.ci/run does)" >&2
     exit 1
 fi
-memcheck=(compress_fuzz compress_interop hw_iaa hw_nx batch_iaa backing)
+memcheck=(compress_fuzz compress_interop hw_iaa hw_nx batch_iaa backing pool_memory)
 mapfile -t binaries < <(
     cargo test --locked --no-run --message-format=json "${memcheck[@]/#/--test=}" \
         | "$py" -c 'import json, sys

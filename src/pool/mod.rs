@@ -15,8 +15,9 @@
 //!   waste (a 2064-byte class takes 8 pages for 15 objects, wasting 5.5%
 //!   instead of 49.6% on one page). Objects may straddle page boundaries;
 //!   the buffer is contiguous. A zspage is allocated when a class has no free
-//!   slot and freed the moment its last object goes, so the pool grows and
-//!   shrinks with its contents and is never preallocated.
+//!   slot and freed the moment its last object goes, its pages given back
+//!   to the OS (`heap.rs`), so the pool, and the process's resident memory,
+//!   grow and shrink with its contents; it is never preallocated.
 //! - **Fullness groups.** Each class keeps its zspages in groups by the share
 //!   of slots in use (<10%, <20%, ..., <100%, full). Allocation takes a slot
 //!   from the fullest group with room, so sparse zspages are left to drain
@@ -88,6 +89,7 @@
 
 mod class;
 mod handle;
+mod heap;
 mod zspage;
 
 use std::fmt;
@@ -549,7 +551,7 @@ impl Pool {
         let mut mem = if sc.room.load(Relaxed) {
             None
         } else {
-            zspage::zspage_memory(sc.zspage_bytes).ok()
+            heap::zspage_memory(sc.zspage_bytes).ok()
         };
         let mut st = self.write_lock(sc);
         let (id, obj, created) = st.alloc_write(data, tag, &mut mem)?;

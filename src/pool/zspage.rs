@@ -25,6 +25,7 @@
 //! groups, and finding the fullest group with room, are O(1).
 
 use super::handle::MAX_ZSPAGES_PER_CLASS;
+use super::heap::{zspage_memory, ZsMem};
 use super::AllocError;
 
 /// Number of fullness groups: 10 for partly used zspages (inuse share in
@@ -59,7 +60,7 @@ pub fn fullness_group(inuse: u16, objs: u16) -> u8 {
 pub struct ZsPage {
     /// The slots: `objs_per_zspage * size` bytes used, the tail wasted.
     /// Length is fixed for the class.
-    mem: Box<[u8]>,
+    mem: ZsMem,
     /// Neighbours in the group list (`NONE` at the ends); meaningless while
     /// `group` is `FULL` or `ISOLATED`.
     prev: u32,
@@ -84,20 +85,6 @@ pub const TAG_BYTES: usize = 8;
 /// The tag of an object allocated without one: compaction steps never move
 /// it (only [`super::Pool::compact`], whose caller presents every handle).
 pub const NO_OWNER: u64 = u64::MAX;
-
-/// Zeroed memory for one zspage of `bytes` bytes, every page of it
-/// written. A pool that grows takes fresh memory from the OS, so its first
-/// write to each page is a page fault (the kernel clears the page and
-/// charges it); made before the class lock is taken, that work runs while
-/// other threads use the class, instead of holding them up.
-pub fn zspage_memory(bytes: usize) -> Result<Box<[u8]>, AllocError> {
-    let mut mem: Vec<u8> = Vec::new();
-    mem.try_reserve_exact(bytes)
-        .map_err(|_| AllocError::OutOfMemory)?;
-    // Filling writes every byte, so every page is faulted in here.
-    mem.resize(bytes, 0);
-    Ok(mem.into_boxed_slice())
-}
 
 /// What a class's lock protects: its zspages and their grouping.
 #[derive(Debug)]
@@ -307,7 +294,7 @@ impl ClassState {
     /// Adds a new, empty, unlisted zspage and returns its id. Its memory
     /// is `mem` if the caller made it beforehand ([`zspage_memory`], with
     /// no lock held), else made here.
-    fn new_zspage(&mut self, mem: &mut Option<Box<[u8]>>) -> Result<u32, AllocError> {
+    fn new_zspage(&mut self, mem: &mut Option<ZsMem>) -> Result<u32, AllocError> {
         let mem = match mem.take() {
             Some(mem) => {
                 debug_assert_eq!(mem.len(), self.zspage_bytes);
@@ -353,7 +340,7 @@ impl ClassState {
 
     /// Removes zspage `id` (empty, unlisted) and returns its memory, so the
     /// caller can drop it after releasing the lock.
-    fn remove_zspage(&mut self, id: u32) -> Box<[u8]> {
+    fn remove_zspage(&mut self, id: u32) -> ZsMem {
         let zs = self.zspages[id as usize]
             .take()
             .expect("removing a vacant zspage");
@@ -418,7 +405,7 @@ impl ClassState {
     fn alloc_in(
         &mut self,
         tag: u64,
-        mem: &mut Option<Box<[u8]>>,
+        mem: &mut Option<ZsMem>,
     ) -> Result<(u32, u16, bool), AllocError> {
         let (id, created) = match self.fullest_with_room() {
             Some(id) => (id, false),
@@ -509,13 +496,13 @@ impl ClassState {
     /// zspage became empty and was removed (drop it after unlocking).
     #[inline]
     #[track_caller]
-    pub fn free(&mut self, id: Option<u32>, obj: u16) -> Option<Box<[u8]>> {
+    pub fn free(&mut self, id: Option<u32>, obj: u16) -> Option<ZsMem> {
         let (id, _) = self.checked(id, obj, "free");
         self.release_slot(id, obj)
     }
 
     /// Marks slot `obj` of zspage `id` free.
-    fn release_slot(&mut self, id: u32, obj: u16) -> Option<Box<[u8]>> {
+    fn release_slot(&mut self, id: u32, obj: u16) -> Option<ZsMem> {
         self.bits[id as usize * self.words + obj as usize / 64] &= !(1 << (obj % 64));
         let zs = self.page_mut(id);
         zs.inuse -= 1;
@@ -578,7 +565,7 @@ impl ClassState {
         &mut self,
         data: &[u8],
         tag: u64,
-        mem: &mut Option<Box<[u8]>>,
+        mem: &mut Option<ZsMem>,
     ) -> Result<(u32, u16, bool), AllocError> {
         debug_assert!(data.len() <= self.capacity());
         let (id, obj, created) = self.alloc_in(tag, mem)?;
