@@ -60,6 +60,7 @@ REGION_GAUGES = (
     "compr_data_size",
     "mem_used_total",
     "same_filled_pages",
+    "stored_incompressible_pages",
 )
 #: The machine's swap events over a phase (/proc/vmstat: the whole machine's,
 #: but with other swap refused only this run's swap file serves them).
