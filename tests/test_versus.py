@@ -348,6 +348,68 @@ def test_interrupted_run_restores_everything(
         os.kill(job, 0)
 
 
+@needs_machine
+def test_a_run_after_a_sigkilled_one_puts_back_what_it_left(tmp_path: Path) -> None:
+    # SIGKILL cannot be caught: the killed run leaves its cgroup (with its
+    # job still in it), its swap file on and zswap as it set it. The next
+    # run puts all of it back before it starts, and says so.
+    before = machine_state(tmp_path)
+    killed = subprocess.Popen(
+        versus_argv(*SMALL, "--swap-dir", str(tmp_path), *other_swap_flag()),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        job = _wait_for_job(killed, tmp_path)
+    finally:
+        killed.kill()
+        killed.wait()
+    left = machine_state(tmp_path)
+    assert left["cgroups"] and left["swaps"] != before["swaps"], left
+    assert _machine.PARAMETERS_JOURNAL.exists()
+    r = run_versus(*SMALL, *FEWER, "--swap-dir", str(tmp_path), *other_swap_flag())
+    assert r.returncode == 0, r.stderr
+    assert f"removed the cgroup zswap-rs-versus-{killed.pid}-" in r.stdout
+    assert "turned off and removed the swap file" in r.stdout
+    assert f"put back the zswap parameters run {killed.pid} had changed" in r.stdout
+    assert machine_state(tmp_path) == before
+    assert not _machine.PARAMETERS_JOURNAL.exists()
+    with pytest.raises(ProcessLookupError):
+        os.kill(job, 0)
+
+
+def test_leftover_parameters_of_a_live_run_are_left_alone(tmp_path: Path) -> None:
+    root, journal = tmp_path / "parameters", tmp_path / "journal.json"
+    root.mkdir()
+    for name, value in {"enabled": "Y", "compressor": "lz4"}.items():
+        (root / name).write_text(value + "\n")
+    saved = {"enabled": "N", "compressor": "lzo"}
+    # A live PID (this one): its run is not dead, whatever the journal says.
+    journal.write_text(json.dumps({"pid": os.getpid(), "root": str(root), "saved": saved}))
+    assert _machine.recover_leftovers(journal, swaps=list) == []
+    assert (root / "compressor").read_text().strip() == "lz4"
+    # A PID that is gone: its parameters are put back, enabled last.
+    gone = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead = int(gone.stdout)
+    journal.write_text(json.dumps({"pid": dead, "root": str(root), "saved": saved}))
+    assert _machine.recover_leftovers(journal, swaps=list) == [
+        f"put back the zswap parameters run {dead} had changed"
+    ]
+    assert {p.name: p.read_text().strip() for p in root.iterdir()} == saved
+    assert not journal.exists()
+    # A journal that cannot be read is an error that names it, not a guess.
+    journal.write_text("{not json")
+    with pytest.raises(_machine.MachineError, match="journal.json"):
+        _machine.recover_leftovers(journal, swaps=list)
+
+
 _AS_NOBODY = """
 import os, pwd, sys
 from zswap_rs.cli import main

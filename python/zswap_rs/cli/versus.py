@@ -229,7 +229,8 @@ COMMAND = Command(
         "compressor), and zswap-rs (the array in a Region). Prints swap I/O, time per "
         "phase, CPU and peak RSS per pressure and side, and faults per phase with their "
         "cost per fault. Needs root; restores every "
-        "setting it changes, also on Ctrl-C and SIGTERM."
+        "setting it changes, also on Ctrl-C and SIGTERM, and puts back what a run "
+        "killed by SIGKILL left."
     ),
     add_arguments=add_arguments,
     run=run,

@@ -9,9 +9,12 @@ SIGTERM. The restoring code runs with SIGINT and SIGTERM blocked
 (`_shielded`), so that a second Ctrl-C cannot leave a half-restored machine;
 a signal that arrives meanwhile is delivered once the restore is done.
 
-The trade-off: SIGKILL, or a power cut, still leaves the machine changed.
-What is left is named after the run (`zswap-rs-versus-PID` for the cgroup
-and the swap file's directory), so that an administrator can tell what it was.
+SIGKILL, or a power cut, still leaves the machine changed; so what a run
+leaves is named after it (`zswap-rs-versus-PID` for the cgroups and the swap
+file's directory), and the zswap parameters it found are written down
+(`PARAMETERS_JOURNAL`) before it changes any. The next run, once it holds
+the run lock (so that no live run can own them), puts all of it back
+(`recover_leftovers`) and says so.
 
 Nothing here imports the compiled module or NumPy: this is the parent's side.
 """
@@ -23,8 +26,11 @@ import contextlib
 import errno
 import fcntl
 import gzip
+import json
 import os
 import platform
+import re
+import shutil
 import signal
 import subprocess
 import time
@@ -44,6 +50,7 @@ __all__ = [
     "active_swaps",
     "kernel_compressor",
     "read_vmstat",
+    "recover_leftovers",
     "require_root",
     "shielded_call",
     "signals_raise",
@@ -58,6 +65,11 @@ HIGHEST_SWAP_PRIORITY = 32767
 CGROUP_DRAIN_SECONDS = 10.0
 #: The lock that keeps two runs from changing zswap under each other.
 LOCK_PATH = Path("/run/lock/zswap-rs-versus.lock")
+#: The zswap parameters a run found, written before it changes any and
+#: removed once they are back: left behind, a killed run's to restore.
+PARAMETERS_JOURNAL = Path("/run/lock/zswap-rs-versus.parameters.json")
+#: What a run names after its PID: its cgroups and its swap file's directory.
+LEFTOVER_NAME = re.compile(r"^zswap-rs-versus-(\d+)-")
 
 
 class MachineError(Exception):
@@ -254,8 +266,9 @@ class ZswapParameters(_Change):
     others were tried).
     """
 
-    def __init__(self, root: Path = ZSWAP_PARAMETERS) -> None:
+    def __init__(self, root: Path = ZSWAP_PARAMETERS, journal: Path | None = None) -> None:
         self.root = root
+        self.journal = journal
         self.saved: dict[str, str] = {}
 
     def snapshot(self) -> dict[str, str]:
@@ -270,6 +283,12 @@ class ZswapParameters(_Change):
         if not self.root.is_dir():
             raise MachineError(f"this kernel has no zswap ({self.root} is missing)")
         self.saved = self.snapshot()
+        if self.journal is not None:
+            # Written whole, then renamed: a kill mid-write leaves no half journal.
+            record = {"pid": os.getpid(), "root": str(self.root), "saved": self.saved}
+            tmp = self.journal.with_suffix(".tmp")
+            tmp.write_text(json.dumps(record), encoding="utf-8")
+            os.replace(tmp, self.journal)
         return self
 
     def get(self, name: str) -> str:
@@ -315,6 +334,9 @@ class ZswapParameters(_Change):
                 failed.append(f"{name}: {e}")
         if failed:
             raise MachineError("could not restore zswap: " + "; ".join(failed))
+        if self.journal is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.journal.unlink()
 
 
 # --------------------------------------------------------------------------
@@ -377,6 +399,14 @@ class MemoryCgroup(_Change):
         self.path = parent / name
         self.limit_bytes = limit_bytes
         self._procs_fd: int | None = None
+
+    @classmethod
+    def existing(cls, path: Path) -> MemoryCgroup:
+        """A group already there (a killed run's), to `undo()`: end its processes, remove it."""
+        group = cls.__new__(cls)
+        group.version, _ = find_memory_hierarchy()
+        group.path, group.limit_bytes, group._procs_fd = path, 0, None
+        return group
 
     def __enter__(self) -> MemoryCgroup:
         try:
@@ -662,3 +692,69 @@ class RunLock:
         if self._fd is not None:
             os.close(self._fd)  # closing drops the flock
             self._fd = None
+
+
+# --------------------------------------------------------------------------
+# what a killed run left
+
+
+def _dead(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def recover_leftovers(
+    journal: Path = PARAMETERS_JOURNAL,
+    swaps: Callable[[], list[SwapArea]] = active_swaps,
+) -> list[str]:
+    """Put back what a run killed by SIGKILL left: its cgroups, swap file and zswap parameters.
+
+    Call with the run lock held: no live run then owns any of it (and only
+    what names a process that is gone is touched). In that order, so that
+    the killed run's job has ended before its swap file goes. Returns a line
+    per thing put back; raises MachineError if one of them cannot be.
+    """
+    done = []
+    try:
+        _, hierarchy = find_memory_hierarchy()
+        groups = sorted(hierarchy.iterdir())
+    except (MachineError, OSError):
+        groups = []
+    for group in groups:
+        m = LEFTOVER_NAME.match(group.name)
+        if m is None or not group.is_dir() or not _dead(int(m.group(1))):
+            continue
+        with _shielded():
+            MemoryCgroup.existing(group).undo()
+        done.append(f"removed the cgroup {group.name} (its processes ended)")
+    for area in swaps():
+        directory = Path(area.path).parent
+        m = LEFTOVER_NAME.match(directory.name)
+        if m is None or not _dead(int(m.group(1))):
+            continue
+        with _shielded():
+            _run_tool(["swapoff", area.path])
+            shutil.rmtree(directory, ignore_errors=True)
+        done.append(f"turned off and removed the swap file {area.path} of run {m.group(1)}")
+    if journal.exists():
+        try:
+            record = json.loads(journal.read_text(encoding="utf-8"))
+            root, saved, pid = Path(record["root"]), dict(record["saved"]), int(record["pid"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise MachineError(
+                f"cannot read {journal} (a killed run's zswap parameters): {e}"
+            ) from None
+        if not root.is_dir():
+            journal.unlink()
+        elif _dead(pid):
+            params = ZswapParameters(root, journal)
+            params.saved = saved
+            with _shielded():
+                params.undo()
+            done.append(f"put back the zswap parameters run {pid} had changed")
+    return done

@@ -742,6 +742,9 @@ def run(
             # The lock before the swap check: another run's swap file is not
             # "other swap", it is a run to wait for.
             stack.enter_context(_machine.RunLock(wait=LOCK_WAIT_SECONDS, note=progress))
+            for line in _machine.recover_leftovers():
+                notes.append(f"a killed run's leftovers: {line}")
+                progress(line)
             check_swaps(config.allow_other_swap, notes)
             check_disk(where, swap_bytes + 2 * heaviest)
             facts = machine_facts(where)
@@ -752,7 +755,9 @@ def run(
             progress("turning on the swap file")
             swap = stack.enter_context(_machine.SwapFile(workdir / "kernel.swap", swap_bytes))
             debugfs = stack.enter_context(_machine.Debugfs())
-            params = stack.enter_context(_machine.ZswapParameters())
+            params = stack.enter_context(
+                _machine.ZswapParameters(journal=_machine.PARAMETERS_JOURNAL)
+            )
             facts["zswap_parameters_before"] = dict(params.saved)
             ctx = _Context(
                 config,
