@@ -137,9 +137,10 @@ pub const DEFAULT_SPIN: Duration = Duration::ZERO;
 /// cross-CPU wake-ups (tens of us each here) for at most twice this many.
 pub const ROUTE_SAMPLE: u32 = 8;
 
-/// Most handler threads made by default: one per CPU up to this many. Every
-/// fault wakes each sleeping handler (poll's wake-ups are not exclusive),
-/// so beyond a few the herd costs more than the local wake-up saves.
+/// Most handler threads made by default: one per CPU up to this many. Only
+/// one polls at a time (see the module docs on routing), so the rest cost
+/// a thread each and nothing per fault; past this many CPUs, a program on
+/// one without a handler pays cross-CPU wake-ups.
 pub const MAX_DEFAULT_HANDLERS: usize = 16;
 
 // Per-page flags in `State::pages`.
