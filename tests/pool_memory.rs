@@ -30,7 +30,8 @@ fn object(len: usize, seed: usize) -> Vec<u8> {
 #[test]
 fn freed_zspages_leave_the_processs_resident_memory() {
     let pool = Pool::new(PAGE).unwrap();
-    let n = 24_000;
+    // Under valgrind (everything 50x slower) only the code paths count.
+    let n = if under_valgrind() { 3000 } else { 24_000 };
     // Objects of the sizes compressed pages have: 1.5 to 2.5 KiB.
     let mut handles: Vec<(Handle, usize)> = (0..n)
         .map(|i| {
@@ -89,9 +90,14 @@ fn runs_reused_by_threads_hold_what_was_written() {
         .map(|t| {
             let pool = Arc::clone(&pool);
             std::thread::spawn(move || {
-                for round in 0..6 {
+                let (rounds, objects) = if under_valgrind() {
+                    (2, 600)
+                } else {
+                    (6, 3000)
+                };
+                for round in 0..rounds {
                     let seed = t * 1_000_000 + round * 10_000;
-                    let live: Vec<(Handle, usize, usize)> = (0..3000)
+                    let live: Vec<(Handle, usize, usize)> = (0..objects)
                         .map(|i| {
                             let len = 64 + (i * 97 + round * 13) % 4000;
                             let h = pool.alloc_write(&object(len, seed + i)).unwrap();
@@ -113,4 +119,61 @@ fn runs_reused_by_threads_hold_what_was_written() {
     }
     assert_eq!(pool.objects(), 0);
     assert_eq!(pool.total_bytes(), 0);
+}
+
+#[test]
+fn a_child_forked_beside_busy_threads_can_allocate() {
+    // A thread making and freeing zspages all the time holds the heap's lock
+    // at some fork: the child must still get memory for a pool of its own.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let pool = Pool::new(PAGE).unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // Whole-page objects: a zspage made and freed per object.
+                let hs: Vec<Handle> = (0..64)
+                    .map(|i| pool.alloc_write(&object(PAGE, i)).unwrap())
+                    .collect();
+                hs.into_iter().for_each(|h| pool.free(h));
+            }
+        })
+    };
+    // Each child under valgrind costs a second: fewer there, where what
+    // counts is memcheck's view of the heap's code, not the odds of a race.
+    let rounds = if under_valgrind() { 5 } else { 200 };
+    for round in 0..rounds {
+        // SAFETY: the child only allocates from a new pool and leaves with
+        // _exit, touching nothing another thread may have held but the
+        // heap, whose fork handlers are what this tests (and malloc, which
+        // glibc's own fork handlers cover).
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            let pool = Pool::new(PAGE).unwrap();
+            let h = pool.alloc_write(&object(PAGE, 1)).unwrap();
+            let mut out = vec![0u8; PAGE];
+            pool.read(h, &mut out);
+            // SAFETY: leaving the child at once, as after any fork.
+            unsafe { libc::_exit(if out == object(PAGE, 1) { 0 } else { 3 }) };
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let status = loop {
+            let mut status = 0;
+            // SAFETY: waiting for our own child, without blocking.
+            let got = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+            if got == pid {
+                break Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                // SAFETY: killing our own hung child.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        };
+        assert_eq!(status, Some(0), "child {round} hung or failed (None: hung)");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    busy.join().unwrap();
 }

@@ -17,12 +17,15 @@
 //! in one `madvise`, and wait on a free list of their length for the next
 //! zspage of that length, to be faulted in again before it is used
 //! (`MADV_POPULATE_WRITE`), outside any pool lock. The lists and chunks are
-//! the process's, shared by every pool: a lock held for a push or a pop.
+//! the process's, shared by every pool, behind a lock that `fork()` cannot
+//! leave held (see [`HeapLock`]).
 
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
 
-use parking_lot::Mutex;
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
+use std::sync::Once;
 
 use super::AllocError;
 
@@ -48,13 +51,96 @@ struct Heap {
     end: usize,
 }
 
-static HEAP: Mutex<Heap> = Mutex::new(Heap {
-    kept: std::collections::VecDeque::new(),
-    kept_bytes: 0,
-    empty: Vec::new(),
-    next: 0,
-    end: 0,
-});
+static HEAP: HeapLock = HeapLock {
+    locked: AtomicBool::new(false),
+    heap: UnsafeCell::new(Heap {
+        kept: std::collections::VecDeque::new(),
+        kept_bytes: 0,
+        empty: Vec::new(),
+        next: 0,
+        end: 0,
+    }),
+};
+
+/// The heap behind a spin lock that `fork()` cannot leave held: a child
+/// process inherits a lock some other thread of its parent held at the
+/// fork, and a mutex so held stays held forever (the child's own new caches
+/// then hang on their first zspage, as a test of a fork beside busy threads
+/// showed). So the fork handlers (`pthread_atfork`) take it before the fork
+/// and free it after, in parent and child alike, which a bare flag allows
+/// and a parking mutex (whose waiters live in a table) does not. It is held
+/// for list pushes and pops, and an mmap per 2 MiB.
+struct HeapLock {
+    locked: AtomicBool,
+    heap: UnsafeCell<Heap>,
+}
+
+// SAFETY: `heap` is only reached through `lock()`, which gives one thread at
+// a time a guard.
+unsafe impl Sync for HeapLock {}
+
+struct HeapGuard(&'static HeapLock);
+
+impl HeapLock {
+    fn lock(&'static self) -> HeapGuard {
+        static FORK_HANDLERS: Once = Once::new();
+        FORK_HANDLERS.call_once(|| {
+            // SAFETY: registering three `extern "C"` functions without
+            // arguments that touch only `HEAP.locked`.
+            unsafe { libc::pthread_atfork(Some(before_fork), Some(after_fork), Some(after_fork)) };
+        });
+        self.acquire();
+        HeapGuard(self)
+    }
+
+    fn acquire(&self) {
+        let mut spins = 0u32;
+        while self
+            .locked
+            .compare_exchange_weak(false, true, Acquire, Relaxed)
+            .is_err()
+        {
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+}
+
+impl Deref for HeapGuard {
+    type Target = Heap;
+    fn deref(&self) -> &Heap {
+        // SAFETY: the guard holds the lock, so no other reference exists.
+        unsafe { &*self.0.heap.get() }
+    }
+}
+
+impl DerefMut for HeapGuard {
+    fn deref_mut(&mut self) -> &mut Heap {
+        // SAFETY: as in `deref`; `&mut self` makes this the only one.
+        unsafe { &mut *self.0.heap.get() }
+    }
+}
+
+impl Drop for HeapGuard {
+    fn drop(&mut self) {
+        self.0.locked.store(false, Release);
+    }
+}
+
+/// `pthread_atfork` prepare handler: hold the heap across the fork, so
+/// that no thread is inside it when the child's copy is made.
+extern "C" fn before_fork() {
+    HEAP.acquire();
+}
+
+/// `pthread_atfork` parent and child handler: let go of it again.
+extern "C" fn after_fork() {
+    HEAP.locked.store(false, Release);
+}
 
 /// One zspage's memory: `len` bytes, page-aligned, resident from
 /// [`zspage_memory`] until dropped (which empties it and frees its run).
