@@ -374,6 +374,8 @@ def test_a_run_after_a_sigkilled_one_puts_back_what_it_left(tmp_path: Path) -> N
     assert f"removed the cgroup zswap-rs-versus-{killed.pid}-" in r.stdout
     assert "turned off and removed the swap file" in r.stdout
     assert f"put back the zswap parameters run {killed.pid} had changed" in r.stdout
+    if not before["debugfs"]:
+        assert f"unmounted the debugfs run {killed.pid} had mounted" in r.stdout
     assert machine_state(tmp_path) == before
     assert not _machine.PARAMETERS_JOURNAL.exists()
     with pytest.raises(ProcessLookupError):
@@ -388,7 +390,8 @@ def test_leftover_parameters_of_a_live_run_are_left_alone(tmp_path: Path) -> Non
     saved = {"enabled": "N", "compressor": "lzo"}
     # A live PID (this one): its run is not dead, whatever the journal says.
     journal.write_text(json.dumps({"pid": os.getpid(), "root": str(root), "saved": saved}))
-    assert _machine.recover_leftovers(journal, swaps=list) == []
+    no_debugfs = tmp_path / "no-debugfs-journal"
+    assert _machine.recover_leftovers(journal, swaps=list, debugfs_journal=no_debugfs) == []
     assert (root / "compressor").read_text().strip() == "lz4"
     # A PID that is gone: its parameters are put back, enabled last.
     gone = subprocess.run(
@@ -399,7 +402,7 @@ def test_leftover_parameters_of_a_live_run_are_left_alone(tmp_path: Path) -> Non
     )
     dead = int(gone.stdout)
     journal.write_text(json.dumps({"pid": dead, "root": str(root), "saved": saved}))
-    assert _machine.recover_leftovers(journal, swaps=list) == [
+    assert _machine.recover_leftovers(journal, swaps=list, debugfs_journal=no_debugfs) == [
         f"put back the zswap parameters run {dead} had changed"
     ]
     assert {p.name: p.read_text().strip() for p in root.iterdir()} == saved
@@ -407,7 +410,7 @@ def test_leftover_parameters_of_a_live_run_are_left_alone(tmp_path: Path) -> Non
     # A journal that cannot be read is an error that names it, not a guess.
     journal.write_text("{not json")
     with pytest.raises(_machine.MachineError, match="journal.json"):
-        _machine.recover_leftovers(journal, swaps=list)
+        _machine.recover_leftovers(journal, swaps=list, debugfs_journal=no_debugfs)
 
 
 _AS_NOBODY = """

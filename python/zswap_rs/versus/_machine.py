@@ -12,7 +12,8 @@ a signal that arrives meanwhile is delivered once the restore is done.
 SIGKILL, or a power cut, still leaves the machine changed; so what a run
 leaves is named after it (`zswap-rs-versus-PID` for the cgroups and the swap
 file's directory), and the zswap parameters it found are written down
-(`PARAMETERS_JOURNAL`) before it changes any. The next run, once it holds
+(`PARAMETERS_JOURNAL`) before it changes any, as is a debugfs it mounts
+(`DEBUGFS_JOURNAL`). The next run, once it holds
 the run lock (so that no live run can own them), puts all of it back
 (`recover_leftovers`) and says so.
 
@@ -68,6 +69,8 @@ LOCK_PATH = Path("/run/lock/zswap-rs-versus.lock")
 #: The zswap parameters a run found, written before it changes any and
 #: removed once they are back: left behind, a killed run's to restore.
 PARAMETERS_JOURNAL = Path("/run/lock/zswap-rs-versus.parameters.json")
+#: Written while a run has debugfs mounted that was not: `PID path`.
+DEBUGFS_JOURNAL = Path("/run/lock/zswap-rs-versus.debugfs")
 #: What a run names after its PID: its cgroups and its swap file's directory.
 LEFTOVER_NAME = re.compile(r"^zswap-rs-versus-(\d+)-")
 
@@ -602,8 +605,9 @@ class Debugfs(_Change):
     debugfs just gives no pool figures.
     """
 
-    def __init__(self, root: Path = Path("/sys/kernel/debug")) -> None:
+    def __init__(self, root: Path = Path("/sys/kernel/debug"), journal: Path | None = None) -> None:
         self.root = root
+        self.journal = journal
         self._mounted = False
 
     def _is_mounted(self) -> bool:
@@ -613,6 +617,8 @@ class Debugfs(_Change):
         if not self._is_mounted():
             # Set first: an interrupted mount(8) may still have mounted it.
             self._mounted = True
+            if self.journal is not None:
+                self.journal.write_text(f"{os.getpid()} {self.root}\n", encoding="utf-8")
             try:
                 _run_tool(["mount", "-t", "debugfs", "debugfs", str(self.root)])
             except MachineError:
@@ -628,14 +634,15 @@ class Debugfs(_Change):
     def undo(self) -> None:
         if not self._mounted:
             return
-        if not self._is_mounted():
-            self._mounted = False
-            return
-        try:
-            _run_tool(["umount", str(self.root)])
-        except MachineError:
-            _run_tool(["umount", "-l", str(self.root)])  # busy: detach it now
+        if self._is_mounted():
+            try:
+                _run_tool(["umount", str(self.root)])
+            except MachineError:
+                _run_tool(["umount", "-l", str(self.root)])  # busy: detach it now
         self._mounted = False
+        if self.journal is not None:
+            with contextlib.suppress(FileNotFoundError):
+                self.journal.unlink()
 
 
 # --------------------------------------------------------------------------
@@ -711,8 +718,9 @@ def _dead(pid: int) -> bool:
 def recover_leftovers(
     journal: Path = PARAMETERS_JOURNAL,
     swaps: Callable[[], list[SwapArea]] = active_swaps,
+    debugfs_journal: Path = DEBUGFS_JOURNAL,
 ) -> list[str]:
-    """Put back what a run killed by SIGKILL left: its cgroups, swap file and zswap parameters.
+    """Put back what a run killed by SIGKILL left: cgroups, swap file, debugfs, zswap parameters.
 
     Call with the run lock held: no live run then owns any of it (and only
     what names a process that is gone is touched). In that order, so that
@@ -741,6 +749,14 @@ def recover_leftovers(
             _run_tool(["swapoff", area.path])
             shutil.rmtree(directory, ignore_errors=True)
         done.append(f"turned off and removed the swap file {area.path} of run {m.group(1)}")
+    if debugfs_journal.exists():
+        pid_text, _, where = debugfs_journal.read_text(encoding="utf-8").strip().partition(" ")
+        if pid_text.isdigit() and _dead(int(pid_text)):
+            mounted = Debugfs(Path(where), debugfs_journal)
+            mounted._mounted = True
+            with _shielded():
+                mounted.undo()
+            done.append(f"unmounted the debugfs run {pid_text} had mounted at {where}")
     if journal.exists():
         try:
             record = json.loads(journal.read_text(encoding="utf-8"))

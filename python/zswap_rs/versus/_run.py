@@ -754,7 +754,7 @@ def run(
             source = write_pages(config, pages_path, heaviest // PAGE_SIZE, progress)
             progress("turning on the swap file")
             swap = stack.enter_context(_machine.SwapFile(workdir / "kernel.swap", swap_bytes))
-            debugfs = stack.enter_context(_machine.Debugfs())
+            debugfs = stack.enter_context(_machine.Debugfs(journal=_machine.DEBUGFS_JOURNAL))
             params = stack.enter_context(
                 _machine.ZswapParameters(journal=_machine.PARAMETERS_JOURNAL)
             )
