@@ -20,10 +20,9 @@
 //! the process's, shared by every pool, behind a lock that `fork()` cannot
 //! leave held (see [`HeapLock`]).
 
+use std::cell::UnsafeCell;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
-
-use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, Ordering::Acquire, Ordering::Relaxed, Ordering::Release};
 use std::sync::Once;
 
