@@ -916,20 +916,20 @@ impl Shared {
                 if m.event == uffd::EVENT_PAGEFAULT {
                     self.on_fault(&mut st, m);
                     tid = Some(m.ptid);
+                    since_look += 1;
                 }
             }
             drop(st);
             let (Some(route), Some(tid)) = (&self.route, tid) else {
                 continue;
             };
-            since_look += 1;
             if since_look < ROUTE_SAMPLE {
                 continue;
             }
             since_look = 0;
             let away = thread_cpu(tid, &mut stat_file)
-                .filter(|&c| c != route.cpus[me])
-                .and_then(|c| route.cpus.iter().position(|&h| h == c));
+                .and_then(|c| route.cpus.iter().position(|&h| h == c))
+                .filter(|&h| h != me);
             match away {
                 Some(to) if seen_away == Some(to) => {
                     seen_away = None;
