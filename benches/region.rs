@@ -228,7 +228,7 @@ fn floor_handler(
                     libc::madvise((base + v * PAGE) as *mut _, PAGE, libc::MADV_DONTNEED);
                 }
             }
-            match u.copy(addr, backing[p * PAGE..].as_ptr(), PAGE, false) {
+            match u.copy(addr, backing[p * PAGE..].as_ptr(), PAGE, false, true) {
                 Ok(_) => fifo.push_back(p),
                 Err(_) => {
                     let _ = u.wake(addr, PAGE);
@@ -332,6 +332,12 @@ fn main() {
         };
         modes.push((name, opts));
     }
+    let direct = RegionOptions {
+        pinned_handlers: Some(2),
+        direct_wake: true,
+        ..RegionOptions::default()
+    };
+    modes.push(("region, 2 pinned, direct wake".into(), direct));
     let signal = RegionOptions {
         faults: FaultMode::Signal,
         ..RegionOptions::default()
@@ -349,8 +355,14 @@ fn main() {
         let ph = run_phases(r.as_ptr(), n, &src, &order);
         let s = r.stats();
         let extra = format!(
-            "faults {} wp {} prefetched {} clean evictions {}/{}",
-            s.faults, s.wp_faults, s.prefetched, s.clean_evictions, s.evictions
+            "faults {} wp {} prefetched {} clean evictions {}/{} switches {} waker timeouts {}",
+            s.faults,
+            s.wp_faults,
+            s.prefetched,
+            s.clean_evictions,
+            s.evictions,
+            s.handler_switches,
+            s.waker_timeouts
         );
         row(name, &ph, &extra);
     }

@@ -158,6 +158,62 @@ fn pinned_handlers_on_every_cpu_lose_nothing_either() {
     counters_under_eviction(Region::with_options(z, 256 * PAGE, 24 * PAGE, &options).unwrap());
 }
 
+#[test]
+fn handlers_waking_threads_directly_lose_nothing_either() {
+    let z = Arc::new(Zswap::new(config()).unwrap());
+    let options = RegionOptions {
+        pinned_handlers: Some(2),
+        direct_wake: true,
+        ..RegionOptions::default()
+    };
+    counters_under_eviction(Region::with_options(z, 256 * PAGE, 24 * PAGE, &options).unwrap());
+}
+
+#[test]
+fn a_handler_wakes_threads_itself_when_its_waker_gets_no_cpu() {
+    // A busy thread pinned to every CPU leaves the idle-class wakers
+    // (almost) no CPU: the handlers must wake the faulting threads
+    // themselves instead of leaving them asleep.
+    let cpus = allowed_cpus();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hogs: Vec<_> = cpus
+        .iter()
+        .map(|&cpu| {
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                pin_to(cpu);
+                while !stop.load(Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
+    let z = Arc::new(Zswap::new(config()).unwrap());
+    let options = RegionOptions {
+        pinned_handlers: Some(cpus.len()),
+        ..RegionOptions::default()
+    };
+    let n = 256;
+    let r = Region::with_options(z, n * PAGE, 16 * PAGE, &options).unwrap();
+    let started = std::time::Instant::now();
+    for round in 0..3u64 {
+        for i in (0..n).step_by(5) {
+            if round > 0 {
+                check_page(&r, i, &stamped(i, round - 1));
+            }
+            write_page(&r, i, &stamped(i, round));
+        }
+    }
+    let took = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    for h in hogs {
+        h.join().unwrap();
+    }
+    let s = r.stats();
+    assert!(s.waker_timeouts > 0, "{s:?} in {took:?}");
+    assert_eq!(s.fault_errors, 0, "{s:?}");
+}
+
 /// Pin the calling thread to `cpu`.
 fn pin_to(cpu: usize) {
     // SAFETY: a zeroed cpu_set_t is empty; CPU_SET writes within it; pid 0

@@ -253,7 +253,8 @@ class Region:
     def stats(self) -> dict[str, int]:
         """The region's counters (``faults``, ``wp_faults``, ``zero_fills``, ``evictions``,
         ``clean_evictions``, ``prefetched``, ``kept_resident``, ``fault_errors``,
-        ``resident_pages``, ``handler_switches``), then its cache's under the kernel's names."""
+        ``resident_pages``, ``handler_switches``, ``waker_timeouts``), then its cache's under the
+        kernel's names."""
     def close(self) -> None:
         """Unmap the region and free its entries and slots.
 

@@ -110,6 +110,7 @@ fn options(path: Option<&Bound<'_, PyAny>>, knobs: &Knobs<'_, '_>) -> PyResult<R
         pinned_handlers,
         direct_io: knobs.direct_io,
         pool_in_budget: knobs.pool_in_budget,
+        ..RegionOptions::default()
     })
 }
 

@@ -70,6 +70,26 @@
 //! thread runs on (`/proc/self/task/<tid>/stat`); twice in a row on the CPU
 //! of another handler, it wakes that one and sleeps in its stead.
 //!
+//! Wake hand-off: a pinned handler that woke the faulting thread itself
+//! (as `UFFDIO_COPY` does unless told not to) would wake it on a busy CPU,
+//! its own, and the scheduler would move it to the idle one: a cross-CPU
+//! wake-up per fault, and routing then chases the thread (traced here: 416
+//! of 424 migrations of the faulting thread in one run happened inside the
+//! handler's wake). So the handler maps pages with the `DONTWAKE` modes
+//! and leaves the wake to its *waker*, a thread of the idle scheduling
+//! class (`SCHED_IDLE`) pinned to the same CPU, which runs once the
+//! handler sleeps and makes one `UFFDIO_WAKE` over the whole region (a
+//! spurious wake only makes a thread retry its access). A CPU running only
+//! idle-class threads counts as idle, so the woken thread stays where it
+//! is. The waker first yields: the handler that just went to sleep may
+//! still be queued on the CPU (EEVDF's delayed dequeue), which would make
+//! it look busy. An idle-class thread gets almost no CPU beside a busy
+//! one, so the handler stays an ordinary thread and is the guard: while a
+//! wake is owed it sleeps at most [`WAKE_GUARD`], and a wake still owed
+//! then it makes itself (`waker_timeouts`) and stops handing off for
+//! 100 ms (`HAND_OFF_PAUSE`): on a CPU that busy, the thread wakes as fast
+//! from the handler. [`RegionOptions::direct_wake`] turns hand-off off.
+//!
 //! Read-ahead: a fault on the page after the previous fault's run maps a
 //! run twice as long (up to [`READAHEAD_MAX`] pages) in one `UFFDIO_COPY`,
 //! so a scan pays one fault per run, not per page.
@@ -98,7 +118,8 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{
-    AtomicBool, AtomicU64, AtomicUsize, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+    AtomicBool, AtomicU64, AtomicUsize, Ordering::AcqRel, Ordering::Acquire, Ordering::Relaxed,
+    Ordering::Release,
 };
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -143,6 +164,15 @@ pub const ROUTE_SAMPLE: u32 = 8;
 /// one without a handler pays cross-CPU wake-ups.
 pub const MAX_DEFAULT_HANDLERS: usize = 16;
 
+/// How long a handled-off wake-up may wait for its waker before the
+/// handler makes it itself (see the module docs on wake hand-off).
+pub const WAKE_GUARD: Duration = Duration::from_millis(1);
+
+/// After a waker timed out, its handler wakes the faulting threads itself
+/// for this long: the CPU is busy, and a busy CPU's threads wake as fast
+/// from the handler as from the waker.
+const HAND_OFF_PAUSE: Duration = Duration::from_millis(100);
+
 // Per-page flags in `State::pages`.
 /// Mapped in the region.
 const RESIDENT: u8 = 1;
@@ -180,11 +210,15 @@ pub struct RegionStats {
     /// Times the handler polling the userfaultfd changed, to follow the
     /// faulting threads to another CPU (see the module docs on routing).
     pub handler_switches: u64,
+    /// Times a handler woke the faulting threads itself because its waker
+    /// had not run within [`WAKE_GUARD`] (its CPU busy with other work);
+    /// see the module docs on wake hand-off.
+    pub waker_timeouts: u64,
 }
 
 impl RegionStats {
     /// Every figure as `(name, value)`.
-    pub fn named(&self) -> [(&'static str, u64); 10] {
+    pub fn named(&self) -> [(&'static str, u64); 11] {
         [
             ("faults", self.faults),
             ("wp_faults", self.wp_faults),
@@ -196,6 +230,7 @@ impl RegionStats {
             ("fault_errors", self.fault_errors),
             ("resident_pages", self.resident_pages),
             ("handler_switches", self.handler_switches),
+            ("waker_timeouts", self.waker_timeouts),
         ]
     }
 }
@@ -251,6 +286,14 @@ pub struct RegionOptions {
     /// it, without a cross-CPU wake-up; 0, one handler, not pinned; `None`,
     /// one per CPU up to [`MAX_DEFAULT_HANDLERS`].
     pub pinned_handlers: Option<usize>,
+    /// Pinned handlers wake the faulting thread themselves, as they map its
+    /// page, instead of handing the wake-up to their waker thread (see the
+    /// module docs on wake hand-off). Off by default: a thread woken by a
+    /// busy handler is moved to an idle CPU, which costs it a cross-CPU
+    /// wake-up per fault (the README has the figures of both). Handlers
+    /// that spin (`spin` above zero) always wake directly: a spinning
+    /// handler keeps its CPU from the waker.
+    pub direct_wake: bool,
     /// Open the swap file `O_DIRECT`. Off by default: an eviction's write
     /// then lands in the page cache and the kernel writes it out in the
     /// background, as its own swap does, instead of the faulting thread
@@ -346,6 +389,9 @@ struct State {
     /// Load buffer of `READAHEAD_MAX` pages, page-aligned (UFFDIO_COPY's
     /// source must be).
     buf: Mapping,
+    /// The handler holding `state` maps pages without waking their
+    /// threads: its waker will (see the module docs on wake hand-off).
+    defer_wake: bool,
     stats: RegionStats,
 }
 
@@ -371,6 +417,9 @@ struct Shared {
     /// With two handlers or more, pinned: which of them polls the
     /// userfaultfd (see the module docs on routing).
     route: Option<Route>,
+    /// Handler `i`'s waker, if it has one (pinned handlers without
+    /// [`RegionOptions::direct_wake`]).
+    wakers: Vec<Waker>,
     /// The process that made the region (a forked child must not tear down
     /// what is its parent's).
     owner: libc::pid_t,
@@ -382,6 +431,18 @@ struct Route {
     cpus: Vec<usize>,
     parks: Vec<OwnedFd>,
     active: AtomicUsize,
+}
+
+/// A thread of the idle scheduling class, pinned to its handler's CPU,
+/// that wakes the threads whose faults the handler served.
+struct Waker {
+    /// Set once the thread runs in the idle class: until then (or if it
+    /// could not), its handler wakes threads itself.
+    ready: AtomicBool,
+    /// A fault was served without waking its thread.
+    owed: AtomicBool,
+    /// Poked when `owed` is set.
+    bell: OwnedFd,
 }
 
 /// Memory of `size` bytes of which at most `budget` bytes are resident; the
@@ -498,18 +559,33 @@ impl Region {
             region.signal_slot = Some(slot);
             return Ok(region);
         }
+        let start = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(f)
+                .map_err(|e| Error::io(ErrorKind::System, "cannot start the fault handler", e))
+        };
         for (me, cpu) in cpus.into_iter().enumerate() {
             let worker = Arc::clone(&region.shared);
-            let handler = std::thread::Builder::new()
-                .name("zswap-region".into())
-                .spawn(move || {
+            region.handlers.push(start(
+                "zswap-region",
+                Box::new(move || {
                     if let Some(cpu) = cpu {
                         pin_to(cpu);
                     }
                     worker.serve(me)
-                })
-                .map_err(|e| Error::io(ErrorKind::System, "cannot start the fault handler", e))?;
-            region.handlers.push(handler);
+                }),
+            )?);
+            if let (Some(cpu), true) = (cpu, me < region.shared.wakers.len()) {
+                let worker = Arc::clone(&region.shared);
+                region.handlers.push(start(
+                    "zswap-waker",
+                    Box::new(move || {
+                        pin_to(cpu);
+                        worker.run_waker(me)
+                    }),
+                )?);
+            }
         }
         Ok(region)
     }
@@ -660,25 +736,82 @@ fn pin_to(cpu: usize) {
     }
 }
 
-/// Sleep in poll(2) until `a` or `b` is readable (or a signal).
-fn poll_two(a: libc::c_int, b: libc::c_int) {
+/// Sleep in poll(2) until `a` or `b` is readable (or a signal), or for
+/// `timeout` at most.
+fn poll_two(a: libc::c_int, b: libc::c_int, timeout: Option<Duration>) {
     let mut fds = [a, b].map(|fd| libc::pollfd {
         fd,
         events: libc::POLLIN,
         revents: 0,
     });
-    // SAFETY: two valid pollfd structs in a local array.
-    unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+    let ts = timeout.map(|t| libc::timespec {
+        tv_sec: t.as_secs() as libc::time_t,
+        tv_nsec: t.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: two valid pollfd structs in a local array; `ts_ptr` is null
+    // or points to a local timespec; no signal mask is changed.
+    unsafe { libc::ppoll(fds.as_mut_ptr(), 2, ts_ptr, std::ptr::null()) };
 }
 
-/// A parked handler: sleep until `park` is poked (its count then read
-/// back to zero) or `stop` is written.
+/// A sleeping handler or waker: sleep until `park` is poked (its count
+/// then read back to zero) or `stop` is written.
 fn wait_for(park: &OwnedFd, stop: &OwnedFd) {
-    poll_two(park.as_raw_fd(), stop.as_raw_fd());
+    poll_two(park.as_raw_fd(), stop.as_raw_fd(), None);
     let mut count = 0u64;
     // SAFETY: reading 8 bytes into a local u64 from our non-blocking
     // eventfd; EAGAIN (not poked) leaves it alone.
     unsafe { libc::read(park.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
+}
+
+/// A handler's side of wake hand-off.
+struct HandOff<'a> {
+    /// Its waker, if it has one.
+    waker: Option<&'a Waker>,
+    /// When the wake-up the waker owes was handed to it.
+    owed_since: Option<Instant>,
+    /// After a late waker: no hand-off until then.
+    paused_until: Option<Instant>,
+}
+
+impl<'a> HandOff<'a> {
+    fn new(waker: Option<&'a Waker>) -> HandOff<'a> {
+        HandOff {
+            waker,
+            owed_since: None,
+            paused_until: None,
+        }
+    }
+
+    /// Whether the next batch's wake-ups go to the waker.
+    fn active(&mut self) -> bool {
+        let Some(waker) = self.waker else {
+            return false;
+        };
+        if let Some(until) = self.paused_until {
+            if Instant::now() < until {
+                return false;
+            }
+            self.paused_until = None;
+        }
+        waker.ready.load(Acquire)
+    }
+
+    /// The batch just served owes its threads a wake-up: the waker's.
+    fn owe(&mut self) {
+        let Some(waker) = self.waker else { return };
+        if !waker.owed.swap(true, AcqRel) {
+            self.owed_since = Some(Instant::now());
+            poke(&waker.bell);
+        }
+    }
+
+    /// When the handler must look whether its waker ran.
+    fn deadline(&self) -> Option<Instant> {
+        self.owed_since.map(|t| t + WAKE_GUARD)
+    }
 }
 
 /// Add one to an eventfd's count, waking whoever polls it.
@@ -822,6 +955,25 @@ impl Shared {
             }
             _ => None,
         };
+        let pinned = cpus.iter().take_while(|c| c.is_some()).count();
+        // A spinning handler keeps its CPU busy, so an idle-class waker
+        // would not run there until it stops.
+        let spin = options.spin.unwrap_or(DEFAULT_SPIN);
+        let wakers = if options.direct_wake || !spin.is_zero() {
+            0
+        } else {
+            pinned
+        };
+        let wakers = (0..wakers)
+            .map(|_| {
+                Ok(Waker {
+                    ready: AtomicBool::new(false),
+                    owed: AtomicBool::new(false),
+                    bell: eventfd()?,
+                })
+            })
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(|e| io_err("cannot make an eventfd", e))?;
         let swap_type = swapon(&zswap, pages as u64, &options.store, &file)?;
         if let Err(e) = zswap.hold(swap_type) {
             let _ = zswap.swapoff(swap_type);
@@ -844,12 +996,14 @@ impl Shared {
                 next_seq: usize::MAX,
                 window: 1,
                 buf,
+                defer_wake: false,
                 stats: RegionStats::default(),
             }),
             stop: AtomicBool::new(false),
             wakeup,
-            spin: options.spin.unwrap_or(DEFAULT_SPIN),
+            spin,
             route,
+            wakers,
             // SAFETY: getpid has no preconditions.
             owner: unsafe { libc::getpid() },
         })
@@ -882,15 +1036,19 @@ impl Shared {
         // After a short batch the queue is most likely empty: sleep at once
         // instead of first reading nothing (a syscall per fault saved).
         let mut drained = false;
+        let mut hand_off = HandOff::new(self.wakers.get(me));
         while !self.stop.load(Relaxed) {
             if let Some(route) = &self.route {
                 if route.active.load(Acquire) != me {
+                    // Parked, it would not notice a starving waker.
+                    self.settle(&mut hand_off, false);
                     wait_for(&route.parks[me], &self.wakeup);
                     continue;
                 }
             }
+            self.settle(&mut hand_off, true);
             if drained && self.spin.is_zero() {
-                self.sleep();
+                self.sleep(hand_off.deadline());
             }
             let n = match self.uffd.read_msgs(&mut msgs) {
                 Ok(n) => n,
@@ -905,12 +1063,15 @@ impl Shared {
                 }
                 idle_since = None;
                 drained = false;
-                self.sleep();
+                self.settle(&mut hand_off, true);
+                self.sleep(hand_off.deadline());
                 continue;
             }
             idle_since = None;
             drained = n < msgs.len();
+            let defer = hand_off.active();
             let mut st = self.state.lock();
+            st.defer_wake = defer;
             let mut tid = None;
             for m in &msgs[..n] {
                 if m.event == uffd::EVENT_PAGEFAULT {
@@ -919,7 +1080,11 @@ impl Shared {
                     since_look += 1;
                 }
             }
+            st.defer_wake = false;
             drop(st);
+            if defer {
+                hand_off.owe();
+            }
             let (Some(route), Some(tid)) = (&self.route, tid) else {
                 continue;
             };
@@ -940,11 +1105,78 @@ impl Shared {
                 _ => seen_away = away,
             }
         }
+        self.settle(&mut hand_off, false);
     }
 
-    /// Sleep in poll(2) until a fault or the stop signal.
-    fn sleep(&self) {
-        poll_two(self.uffd.raw(), self.wakeup.as_raw_fd());
+    /// Sleep in poll(2) until a fault or the stop signal, or `deadline`.
+    fn sleep(&self, deadline: Option<Instant>) {
+        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        poll_two(self.uffd.raw(), self.wakeup.as_raw_fd(), timeout);
+    }
+
+    /// Wake the threads waiting on `[addr, addr + len)`: now, or, while
+    /// the handler holding `st` hands its wake-ups off, by its waker.
+    fn wake(&self, st: &State, addr: usize, len: usize) -> io::Result<()> {
+        if st.defer_wake {
+            return Ok(());
+        }
+        self.uffd.wake(addr, len)
+    }
+
+    /// Wake every thread waiting on a fault in the region, if
+    /// `hand_off`'s waker still owes a wake-up and has had `WAKE_GUARD` to
+    /// make it (or at once, unless `patient`); a late waker pauses the
+    /// hand-off.
+    fn settle(&self, hand_off: &mut HandOff<'_>, patient: bool) {
+        let Some(since) = hand_off.owed_since else {
+            return;
+        };
+        let Some(waker) = hand_off.waker else { return };
+        if !waker.owed.load(Acquire) {
+            hand_off.owed_since = None;
+            return;
+        }
+        let late = since.elapsed() >= WAKE_GUARD;
+        if patient && !late {
+            return;
+        }
+        hand_off.owed_since = None;
+        if waker.owed.swap(false, AcqRel) {
+            let _ = self.uffd.wake(self.region.addr, self.region.len);
+            if late {
+                hand_off.paused_until = Some(Instant::now() + HAND_OFF_PAUSE);
+                self.state.lock().stats.waker_timeouts += 1;
+            }
+        }
+    }
+
+    /// Waker `me`: in the idle scheduling class, so that a thread it wakes
+    /// stays on this CPU (see the module docs on wake hand-off), wake the
+    /// region's waiting threads whenever its handler owes them a wake-up.
+    fn run_waker(&self, me: usize) {
+        let waker = &self.wakers[me];
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: pid 0 is the calling thread; `param` is a valid local.
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
+            // Woken from a busy CPU, threads would move as they do from the
+            // handler: leave it to the handler.
+            return;
+        }
+        waker.ready.store(true, Release);
+        while !self.stop.load(Relaxed) {
+            wait_for(&waker.bell, &self.wakeup);
+            if waker.owed.swap(false, AcqRel) {
+                // The handler that just went to sleep may still be queued
+                // here (EEVDF's delayed dequeue, Linux 6.12): then this CPU
+                // does not count as idle, and the thread woken next would
+                // be moved away. A yield lets the scheduler take it off
+                // first (the region bench: 0-1 handler switches for 12,824
+                // faults with it, 230-800 without).
+                // SAFETY: sched_yield has no preconditions.
+                unsafe { libc::sched_yield() };
+                let _ = self.uffd.wake(self.region.addr, self.region.len);
+            }
+        }
     }
 
     fn on_fault(&self, st: &mut State, m: &Msg) {
@@ -952,8 +1184,7 @@ impl Shared {
         if addr < self.region.addr || addr >= self.region.addr + self.region.len {
             // Nothing but the handler should touch the staging range; if
             // something did, a zero page keeps it from hanging.
-            let _ = self.uffd.zeropage(addr, self.page);
-            let _ = self.uffd.wake(addr, self.page);
+            let _ = self.uffd.zeropage(addr, self.page, true);
             return;
         }
         let p = (addr - self.region.addr) / self.page;
@@ -1007,21 +1238,22 @@ impl Shared {
         if flags & RESIDENT == 0 {
             // Evicted since the write faulted: it retries, and faults again
             // as missing.
-            return self.uffd.wake(addr, self.page);
+            return self.wake(st, addr, self.page);
         }
         st.stats.wp_faults += 1;
         if flags & STORED != 0 {
             let _ = self.zswap.invalidate(self.swap_type, p as u64);
         }
         st.pages[p] = RESIDENT | REFERENCED;
-        retry(|| self.uffd.unprotect(addr, self.page))
+        let wake = !st.defer_wake;
+        retry(|| self.uffd.unprotect(addr, self.page, wake))
     }
 
     fn on_missing(&self, st: &mut State, p: usize, write: bool) -> io::Result<()> {
         let addr = self.addr(p);
         if st.pages[p] & RESIDENT != 0 {
             // Mapped by read-ahead or by another thread's fault meanwhile.
-            return self.uffd.wake(addr, self.page);
+            return self.wake(st, addr, self.page);
         }
         st.stats.faults += 1;
         let budget = self.resident_budget();
@@ -1037,7 +1269,8 @@ impl Shared {
         }
         self.make_room(st, run, budget);
         if run == 1 && !write && st.pages[p] & STORED == 0 {
-            retry(|| self.uffd.zeropage(addr, self.page))?;
+            let wake = !st.defer_wake;
+            retry(|| self.uffd.zeropage(addr, self.page, wake))?;
             st.stats.zero_fills += 1;
             self.mapped(st, p, 1, false);
             return Ok(());
@@ -1055,7 +1288,7 @@ impl Shared {
             }
         }
         let src = st.buf.addr as *const u8;
-        self.install(addr, src, run, clean)?;
+        self.install(st, addr, src, run, clean)?;
         self.mapped(st, p, run, clean);
         st.stats.prefetched += run as u64 - 1;
         st.next_seq = p + run;
@@ -1114,19 +1347,27 @@ impl Shared {
 
     /// Map `run` pages from `src` at `addr`, page by page where a page in
     /// the run turns out to be mapped already.
-    fn install(&self, addr: usize, src: *const u8, run: usize, clean: bool) -> io::Result<()> {
+    fn install(
+        &self,
+        st: &State,
+        addr: usize,
+        src: *const u8,
+        run: usize,
+        clean: bool,
+    ) -> io::Result<()> {
         let len = run * self.page;
-        match retry(|| self.uffd.copy(addr, src, len, clean)) {
+        let wake = !st.defer_wake;
+        match retry(|| self.uffd.copy(addr, src, len, clean, wake)) {
             Ok(n) if n == len => Ok(()),
             Ok(_) | Err(_) => {
                 for i in 0..run {
                     let a = addr + i * self.page;
                     // SAFETY: `src` spans `run` pages (the caller's buffer).
                     let s = unsafe { src.add(i * self.page) };
-                    match retry(|| self.uffd.copy(a, s, self.page, clean)) {
+                    match retry(|| self.uffd.copy(a, s, self.page, clean, wake)) {
                         Ok(_) => {}
                         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
-                            self.uffd.wake(a, self.page)?;
+                            self.wake(st, a, self.page)?;
                         }
                         Err(e) => return Err(e),
                     }
@@ -1270,7 +1511,10 @@ impl Shared {
         if retry(|| self.uffd.move_pages(addr, slot, self.page)).is_err() {
             // Moving back can fail only if the page was mapped meanwhile,
             // which nothing but this thread does; copy as a last resort.
-            let _ = retry(|| self.uffd.copy(addr, slot as *const u8, self.page, false));
+            let _ = retry(|| {
+                self.uffd
+                    .copy(addr, slot as *const u8, self.page, false, true)
+            });
         }
         st.pages[q] = RESIDENT | REFERENCED;
         st.queue.push_back(q as u32);

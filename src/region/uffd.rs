@@ -49,8 +49,11 @@ pub const REGISTER_MODE_MISSING: u64 = 1 << 0;
 /// Register for writes to write-protected pages.
 pub const REGISTER_MODE_WP: u64 = 1 << 1;
 
+const COPY_MODE_DONTWAKE: u64 = 1 << 0;
 const COPY_MODE_WP: u64 = 1 << 1;
+const ZEROPAGE_MODE_DONTWAKE: u64 = 1 << 0;
 const WRITEPROTECT_MODE_WP: u64 = 1 << 0;
+const WRITEPROTECT_MODE_DONTWAKE: u64 = 1 << 1;
 
 /// `uffd_msg.event` of a page fault.
 pub const EVENT_PAGEFAULT: u8 = 0x12;
@@ -222,27 +225,40 @@ impl Uffd {
     }
 
     /// Map `len` bytes copied from `src` at `dst` (all missing), write
-    /// protected if `wp`; wakes the threads waiting there. Returns the
-    /// bytes mapped, which may be fewer on an error part way.
-    pub fn copy(&self, dst: usize, src: *const u8, len: usize, wp: bool) -> io::Result<usize> {
+    /// protected if `wp`; wakes the threads waiting there if `wake` (else
+    /// a later [`wake`](Uffd::wake) must). Returns the bytes mapped, which
+    /// may be fewer on an error part way.
+    pub fn copy(
+        &self,
+        dst: usize,
+        src: *const u8,
+        len: usize,
+        wp: bool,
+        wake: bool,
+    ) -> io::Result<usize> {
+        let mut mode = if wp { COPY_MODE_WP } else { 0 };
+        if !wake {
+            mode |= COPY_MODE_DONTWAKE;
+        }
         let mut c = CopyMove {
             dst: dst as u64,
             src: src as u64,
             len: len as u64,
-            mode: if wp { COPY_MODE_WP } else { 0 },
+            mode,
             result: 0,
         };
         self.ioctl(UFFDIO_COPY, &mut c).map(|()| c.result as usize)
     }
 
-    /// Map the shared zero page at `[dst, dst + len)` (all missing).
-    pub fn zeropage(&self, dst: usize, len: usize) -> io::Result<()> {
+    /// Map the shared zero page at `[dst, dst + len)` (all missing),
+    /// waking the threads waiting there if `wake`.
+    pub fn zeropage(&self, dst: usize, len: usize, wake: bool) -> io::Result<()> {
         let mut z = Zeropage {
             range: Range {
                 start: dst as u64,
                 len: len as u64,
             },
-            mode: 0,
+            mode: if wake { 0 } else { ZEROPAGE_MODE_DONTWAKE },
             result: 0,
         };
         self.ioctl(UFFDIO_ZEROPAGE, &mut z)
@@ -263,14 +279,14 @@ impl Uffd {
     }
 
     /// Clear write protection on `[start, start + len)`, waking the writers
-    /// waiting there.
-    pub fn unprotect(&self, start: usize, len: usize) -> io::Result<()> {
+    /// waiting there if `wake`.
+    pub fn unprotect(&self, start: usize, len: usize, wake: bool) -> io::Result<()> {
         let mut w = Writeprotect {
             range: Range {
                 start: start as u64,
                 len: len as u64,
             },
-            mode: 0,
+            mode: if wake { 0 } else { WRITEPROTECT_MODE_DONTWAKE },
         };
         self.ioctl(UFFDIO_WRITEPROTECT, &mut w)
     }
