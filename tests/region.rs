@@ -831,3 +831,66 @@ fn a_regions_swap_file_punches_no_holes() {
     }
     assert!(z.stats().pswpout > 128, "pages went to the file, and again");
 }
+
+#[test]
+fn random_faults_shed_the_copies_a_scan_left_and_lose_nothing() {
+    // The pool counts in the budget: after a scan every page has a copy in
+    // it, which random faults then shed, so that more pages stay resident.
+    let (n, budget) = (1024, 512);
+    let z = Arc::new(Zswap::new(config()).unwrap());
+    let options = RegionOptions {
+        pool_in_budget: true,
+        ..RegionOptions::default()
+    };
+    let r = Region::with_options(Arc::clone(&z), n * PAGE, budget * PAGE, &options).unwrap();
+    for i in 0..n {
+        write_page(&r, i, &stamped(i, 1));
+    }
+    for i in 0..n {
+        check_page(&r, i, &stamped(i, 1));
+    }
+    let after_scan = r.stats();
+    assert_eq!(after_scan.shed_copies, 0, "{after_scan:?}");
+    let mut version = vec![1u64; n];
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    for k in 0..6000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let i = (x % n as u64) as usize;
+        if k % 3 == 0 {
+            version[i] += 1;
+            write_page(&r, i, &stamped(i, version[i]));
+        } else {
+            check_page(&r, i, &stamped(i, version[i]));
+        }
+    }
+    let s = r.stats();
+    assert!(s.shed_copies > 0, "{s:?}");
+    assert!(
+        s.resident_pages > after_scan.resident_pages,
+        "no more resident pages after shedding: {after_scan:?} then {s:?}"
+    );
+    for (i, &v) in version.iter().enumerate() {
+        check_page(&r, i, &stamped(i, v));
+    }
+    // A region whose pool is not in its budget keeps its copies.
+    let plain = Region::on(Arc::clone(&z), n * PAGE, budget * PAGE, None).unwrap();
+    for i in 0..n {
+        write_page(&plain, i, &stamped(i, 2));
+    }
+    for k in 0..2000 {
+        check_page(&plain, (k * 7919) % n, &stamped((k * 7919) % n, 2));
+    }
+    assert_eq!(plain.stats().shed_copies, 0, "{:?}", plain.stats());
+}
+
+#[test]
+fn threads_writing_counters_lose_nothing_with_the_pool_in_budget() {
+    let z = Arc::new(Zswap::new(config()).unwrap());
+    let options = RegionOptions {
+        pool_in_budget: true,
+        ..RegionOptions::default()
+    };
+    counters_under_eviction(Region::with_options(z, 256 * PAGE, 24 * PAGE, &options).unwrap());
+}

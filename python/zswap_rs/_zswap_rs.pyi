@@ -212,7 +212,9 @@ class Region:
       cgroup v2 limit charges the kernel's zswap pool: resident pages then
       fill what the pool leaves of the budget (never under an eighth of it),
       so the budget is the region's RAM in all (off: resident pages alone,
-      the pool on top, up to its own ``max_pool_bytes``).
+      the pool on top, up to its own ``max_pool_bytes``). A page faulted in
+      alone then leaves the pool, and sheds a few other resident pages'
+      copies (``shed_copies``): a copy would cost resident pages.
 
     Untouched pages read as zeros and cost nothing. After ``os.fork()`` the
     child has no mapping at ``address`` (an access there is ``SIGSEGV``): it
@@ -253,8 +255,8 @@ class Region:
     def stats(self) -> dict[str, int]:
         """The region's counters (``faults``, ``wp_faults``, ``zero_fills``, ``evictions``,
         ``clean_evictions``, ``prefetched``, ``kept_resident``, ``fault_errors``,
-        ``resident_pages``, ``handler_switches``, ``waker_timeouts``), then its cache's under the
-        kernel's names."""
+        ``resident_pages``, ``handler_switches``, ``waker_timeouts``, ``shed_copies``), then its
+        cache's under the kernel's names."""
     def close(self) -> None:
         """Unmap the region and free its entries and slots.
 

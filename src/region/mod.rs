@@ -14,7 +14,7 @@
 //!   mapped with `UFFDIO_COPY`; a page never touched is the shared zero page
 //!   (`UFFDIO_ZEROPAGE`) on a read, a fresh zeroed page on a write. A read
 //!   maps the page write-protected and keeps its stored copy (loads are not
-//!   exclusive): the page is *clean*.
+//!   exclusive, but see *exclusive loads* below): the page is *clean*.
 //! * **First write to a clean page.** The write-protect fault tells the
 //!   handler the stored copy is stale: it is invalidated and the page made
 //!   writable (*dirty*). A write fault on a missing page maps it dirty at
@@ -90,6 +90,21 @@
 //! 100 ms (`HAND_OFF_PAUSE`): on a CPU that busy, the thread wakes as fast
 //! from the handler. [`RegionOptions::direct_wake`] turns hand-off off.
 //!
+//! Exclusive loads, with [`RegionOptions::pool_in_budget`]: there a stored
+//! copy of a resident page costs resident pages (its compressed bytes count
+//! in the budget), for as long as the page stays. A scan evicts its pages
+//! again soon, so read-ahead runs keep their copies and are dropped clean.
+//! A page faulted in alone is taken out of the pool instead (the kernel's
+//! zswap does so for every page since 6.5), and each such fault also sheds
+//! the copies of a few resident clean pages found at random
+//! (`shed_copies`): after a scan every page has a copy, and a random phase
+//! would otherwise keep them all for as long as it runs. The price is a
+//! compression when such a page is evicted; measured with `zswap-rs
+//! versus` at 1x, a random phase after the scans then took 15,500 faults
+//! where keeping every copy took 27,900, and the random writes after it
+//! 9,800 where they took 25,000 (no write-protect fault for a page whose
+//! copy is gone).
+//!
 //! Read-ahead: a fault on the page after the previous fault's run maps a
 //! run twice as long (up to [`READAHEAD_MAX`] pages) in one `UFFDIO_COPY`,
 //! so a scan pays one fault per run, not per page.
@@ -128,7 +143,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::{Config, FileOptions, RedisOptions, StoreOutcome, Zswap, MAX_AREA_PAGES};
+use crate::{Config, FileOptions, LoadSource, RedisOptions, StoreOutcome, Zswap, MAX_AREA_PAGES};
 use uffd::{Msg, Uffd};
 
 /// Longest read-ahead run, in pages (128 KiB with 4 KiB pages): long enough
@@ -144,6 +159,14 @@ const STAGING_PAGES: usize = 32;
 /// budget, if less), so that its fixed costs (a madvise, the queue walk) are
 /// shared by several faults.
 const EVICT_BATCH: usize = 16;
+
+/// Copies of resident pages a random fault sheds, with the pool counted in
+/// the budget (see the module docs on exclusive loads): enough that a
+/// random phase after a scan gets its resident pages back within a
+/// fraction of the budget's faults.
+const SHED_PER_FAULT: usize = 4;
+/// Pages a random fault probes for copies to shed.
+const SHED_PROBES: usize = 8;
 
 /// How long a handler polls for the next fault before it sleeps in
 /// poll(2), by default: not at all. With a handler pinned to each CPU, the
@@ -214,11 +237,15 @@ pub struct RegionStats {
     /// had not run within [`WAKE_GUARD`] (its CPU busy with other work);
     /// see the module docs on wake hand-off.
     pub waker_timeouts: u64,
+    /// Stored copies of resident clean pages dropped while faults came at
+    /// random, with the pool counted in the budget (see the module docs on
+    /// exclusive loads).
+    pub shed_copies: u64,
 }
 
 impl RegionStats {
     /// Every figure as `(name, value)`.
-    pub fn named(&self) -> [(&'static str, u64); 11] {
+    pub fn named(&self) -> [(&'static str, u64); 12] {
         [
             ("faults", self.faults),
             ("wp_faults", self.wp_faults),
@@ -231,6 +258,7 @@ impl RegionStats {
             ("resident_pages", self.resident_pages),
             ("handler_switches", self.handler_switches),
             ("waker_timeouts", self.waker_timeouts),
+            ("shed_copies", self.shed_copies),
         ]
     }
 }
@@ -392,6 +420,8 @@ struct State {
     /// The handler holding `state` maps pages without waking their
     /// threads: its waker will (see the module docs on wake hand-off).
     defer_wake: bool,
+    /// xorshift state: which resident pages [`Shared::shed_copies`] probes.
+    probe: u64,
     stats: RegionStats,
 }
 
@@ -736,8 +766,8 @@ fn pin_to(cpu: usize) {
     }
 }
 
-/// Sleep in poll(2) until `a` or `b` is readable (or a signal), or for
-/// `timeout` at most.
+/// Sleep in ppoll(2) until `a` or `b` is readable (or a signal), or for
+/// `timeout` at most (to the nanosecond, which poll(2) does not take).
 fn poll_two(a: libc::c_int, b: libc::c_int, timeout: Option<Duration>) {
     let mut fds = [a, b].map(|fd| libc::pollfd {
         fd,
@@ -997,6 +1027,7 @@ impl Shared {
                 window: 1,
                 buf,
                 defer_wake: false,
+                probe: 0x9E37_79B9_7F4A_7C15,
                 stats: RegionStats::default(),
             }),
             stop: AtomicBool::new(false),
@@ -1108,7 +1139,7 @@ impl Shared {
         self.settle(&mut hand_off, false);
     }
 
-    /// Sleep in poll(2) until a fault or the stop signal, or `deadline`.
+    /// Sleep in ppoll(2) until a fault or the stop signal, or `deadline`.
     fn sleep(&self, deadline: Option<Instant>) {
         let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         poll_two(self.uffd.raw(), self.wakeup.as_raw_fd(), timeout);
@@ -1275,10 +1306,21 @@ impl Shared {
             self.mapped(st, p, 1, false);
             return Ok(());
         }
-        let run = self.fill(st, p, run)?;
+        // A page faulted in alone, with the pool counted in the budget, is
+        // taken out of the pool: its copy would cost resident pages for as
+        // long as it stays, and a random access pattern keeps it long (see
+        // the module docs on exclusive loads). A read-ahead run keeps its
+        // copies: a scan evicts it again soon, clean.
+        let take = write || (self.pool_in_budget && run == 1);
+        if self.pool_in_budget && st.window == 1 {
+            self.shed_copies(st, SHED_PER_FAULT);
+        }
+        let run = self.fill(st, p, run, take)?;
         // A write maps its run dirty: the program is writing, so spare it a
-        // write-protect fault per page; their stored copies are stale.
-        let clean = !write;
+        // write-protect fault per page; their stored copies are stale. A
+        // read maps it write protected only if some page of it kept a
+        // stored copy, which a write must invalidate.
+        let clean = !write && (p..p + run).any(|q| st.pages[q] & STORED != 0);
         if write {
             for q in p..p + run {
                 if st.pages[q] & STORED != 0 {
@@ -1314,10 +1356,42 @@ impl Shared {
         }
     }
 
+    /// Drop the stored copies of up to `n` resident clean pages, found by
+    /// probing [`SHED_PROBES`] pages at random (a random resident page is
+    /// as far from eviction as any, on average): they stay resident, now
+    /// dirty, and are compressed again when evicted.
+    fn shed_copies(&self, st: &mut State, n: usize) {
+        let pages = st.pages.len() as u64;
+        let mut left = n;
+        for _ in 0..SHED_PROBES {
+            let mut x = st.probe;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            st.probe = x;
+            let q = (x % pages) as usize;
+            if st.pages[q] & (RESIDENT | STORED) == RESIDENT | STORED {
+                let _ = self.zswap.invalidate(self.swap_type, q as u64);
+                st.pages[q] &= !STORED;
+                // Writable now, so that a write costs no fault: nothing
+                // waits on it, and a thread that did fault on it meanwhile
+                // is served from the queue as usual.
+                let _ = retry(|| self.uffd.unprotect(self.addr(q), self.page, false));
+                st.stats.shed_copies += 1;
+                left -= 1;
+                if left == 0 {
+                    return;
+                }
+            }
+        }
+    }
+
     /// Load pages `p..p + run` into the buffer (zeros where nothing is
     /// stored); returns how many could be loaded, at least 1 or an error.
-    fn fill(&self, st: &mut State, p: usize, run: usize) -> io::Result<usize> {
-        let exclusive = self.zswap.exclusive_loads();
+    /// With `take` (or the cache's `exclusive_loads`) the pool's copies are
+    /// dropped as they are loaded; a page read from the file keeps its slot.
+    fn fill(&self, st: &mut State, p: usize, run: usize, take: bool) -> io::Result<usize> {
+        let take = take || self.zswap.exclusive_loads();
         for i in 0..run {
             let q = p + i;
             // SAFETY: the buffer is READAHEAD_MAX >= run pages of our own
@@ -1331,15 +1405,18 @@ impl Shared {
                 st.stats.zero_fills += 1;
                 continue;
             }
-            if self.zswap.load_into(self.swap_type, q as u64, out).is_err() {
-                if i == 0 {
-                    return Err(io::Error::from_raw_os_error(libc::EIO));
-                }
-                return Ok(i);
-            }
-            if exclusive {
-                // The load dropped the entry: the page is dirty from now.
-                st.pages[q] &= !STORED;
+            let loaded = if take {
+                self.zswap.take_into(self.swap_type, q as u64, out)
+            } else {
+                self.zswap.load_into(self.swap_type, q as u64, out)
+            };
+            match loaded {
+                Ok(LoadSource::Backing) => {}
+                // The pool's copy is gone: the page is dirty from now.
+                Ok(_) if take => st.pages[q] &= !STORED,
+                Ok(_) => {}
+                Err(_) if i == 0 => return Err(io::Error::from_raw_os_error(libc::EIO)),
+                Err(_) => return Ok(i),
             }
         }
         Ok(run)

@@ -993,14 +993,31 @@ impl Zswap {
     pub fn load_into(&self, swap_type: u32, offset: u64, out: &mut [u8]) -> Result<LoadSource> {
         let at = self.check_slot(swap_type, offset)?;
         self.check_page("buffer", out.len())?;
-        self.load_at(at, offset, out)
+        let exclusive = self.policy.switch(Switch::ExclusiveLoads);
+        self.load_at(at, offset, out, exclusive)
+    }
+
+    /// [`Zswap::load_into`], exclusive whatever `exclusive_loads` says: a
+    /// page served from the pool (or a same-filled entry) is dropped from it
+    /// once decompressed, as the kernel's zswap does since 6.5. A page read
+    /// from the backing file keeps its slot there (`LoadSource::Backing`):
+    /// it costs no memory.
+    pub fn take_into(&self, swap_type: u32, offset: u64, out: &mut [u8]) -> Result<LoadSource> {
+        let at = self.check_slot(swap_type, offset)?;
+        self.check_page("buffer", out.len())?;
+        self.load_at(at, offset, out, true)
     }
 
     /// `load_into` of a checked offset of the area `at` into a checked buffer.
-    fn load_at(&self, at: AreaRef<'_>, offset: u64, out: &mut [u8]) -> Result<LoadSource> {
+    fn load_at(
+        &self,
+        at: AreaRef<'_>,
+        offset: u64,
+        out: &mut [u8],
+        exclusive: bool,
+    ) -> Result<LoadSource> {
         let swap_type = at.swap_type;
         let off = offset as u32;
-        let exclusive = self.policy.switch(Switch::ExclusiveLoads);
         let mut inner = self.lock_slot(at, offset)?;
         loop {
             if let Some(entry) = inner.index.get(off) {
@@ -1309,6 +1326,7 @@ impl Zswap {
     ) -> Result<usize> {
         let at = self.check_batch(swap_type, offsets, "out", out.len())?;
         let chunk_bytes = LOCKSTEP * self.page_size;
+        let exclusive = self.policy.switch(Switch::ExclusiveLoads);
         let mut done = 0;
         for (offsets, out) in offsets.chunks(LOCKSTEP).zip(out.chunks_mut(chunk_bytes)) {
             if stop() {
@@ -1316,7 +1334,7 @@ impl Zswap {
             }
             self.warm(at.area, offsets);
             for (&o, page) in offsets.iter().zip(out.chunks_exact_mut(self.page_size)) {
-                self.load_at(at, o, page)?;
+                self.load_at(at, o, page, exclusive)?;
                 done += 1;
             }
         }
