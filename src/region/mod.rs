@@ -96,14 +96,14 @@
 //! again soon, so read-ahead runs keep their copies and are dropped clean.
 //! A page faulted in alone is taken out of the pool instead (the kernel's
 //! zswap does so for every page since 6.5), and each such fault also sheds
-//! the copies of a few resident clean pages found at random
-//! (`shed_copies`): after a scan every page has a copy, and a random phase
-//! would otherwise keep them all for as long as it runs. The price is a
-//! compression when such a page is evicted; measured with `zswap-rs
-//! versus` at 1x, a random phase after the scans then took 15,500 faults
-//! where keeping every copy took 27,900, and the random writes after it
-//! 9,800 where they took 25,000 (no write-protect fault for a page whose
-//! copy is gone).
+//! the copies of up to [`SHED_PER_FAULT`] resident clean pages found at
+//! random (`shed_copies`): after a scan every page has a copy, and a
+//! random phase would otherwise keep them all for as long as it runs. The
+//! price is a compression when such a page is evicted. Measured with
+//! `zswap-rs versus` (the README): at 1x the random reads after the scans
+//! took 14,800 faults where keeping every copy took 27,900, and the random
+//! writes after them 9,900 where they took 25,000 (a page whose copy is
+//! gone is writable: no write-protect fault).
 //!
 //! Read-ahead: a fault on the page after the previous fault's run maps a
 //! run twice as long (up to [`READAHEAD_MAX`] pages) in one `UFFDIO_COPY`,
@@ -161,12 +161,15 @@ const STAGING_PAGES: usize = 32;
 const EVICT_BATCH: usize = 16;
 
 /// Copies of resident pages a random fault sheds, with the pool counted in
-/// the budget (see the module docs on exclusive loads): enough that a
-/// random phase after a scan gets its resident pages back within a
-/// fraction of the budget's faults.
-const SHED_PER_FAULT: usize = 4;
+/// the budget (see the module docs on exclusive loads). The copies to shed
+/// are as many either way; more per fault gives a random phase its
+/// resident pages back sooner (`zswap-rs versus` at 1x: 14,600 random-read
+/// faults with 16, 15,400 with 4).
+const SHED_PER_FAULT: usize = 16;
 /// Pages a random fault probes for copies to shed.
-const SHED_PROBES: usize = 8;
+const SHED_PROBES: usize = 32;
+/// The most random faults that skip shedding after a fruitless probe.
+const SHED_BACKOFF_MAX: u32 = 1024;
 
 /// How long a handler polls for the next fault before it sleeps in
 /// poll(2), by default: not at all. With a handler pinned to each CPU, the
@@ -422,6 +425,12 @@ struct State {
     defer_wake: bool,
     /// xorshift state: which resident pages [`Shared::shed_copies`] probes.
     probe: u64,
+    /// Random faults that skip shedding: after a probe that found no copy,
+    /// 1, 2, 4, ... up to [`SHED_BACKOFF_MAX`], so that a region with no
+    /// copies left does not pay for probes; a read-ahead run that keeps
+    /// copies starts shedding again.
+    shed_skip: u32,
+    shed_backoff: u32,
     stats: RegionStats,
 }
 
@@ -1028,6 +1037,8 @@ impl Shared {
                 buf,
                 defer_wake: false,
                 probe: 0x9E37_79B9_7F4A_7C15,
+                shed_skip: 0,
+                shed_backoff: 0,
                 stats: RegionStats::default(),
             }),
             stop: AtomicBool::new(false),
@@ -1313,7 +1324,14 @@ impl Shared {
         // copies: a scan evicts it again soon, clean.
         let take = write || (self.pool_in_budget && run == 1);
         if self.pool_in_budget && st.window == 1 {
-            self.shed_copies(st, SHED_PER_FAULT);
+            if st.shed_skip > 0 {
+                st.shed_skip -= 1;
+            } else if self.shed_copies(st, SHED_PER_FAULT) == 0 {
+                st.shed_backoff = (st.shed_backoff * 2).clamp(1, SHED_BACKOFF_MAX);
+                st.shed_skip = st.shed_backoff;
+            } else {
+                st.shed_backoff = 0;
+            }
         }
         let run = self.fill(st, p, run, take)?;
         // A write maps its run dirty: the program is writing, so spare it a
@@ -1331,6 +1349,10 @@ impl Shared {
         }
         let src = st.buf.addr as *const u8;
         self.install(st, addr, src, run, clean)?;
+        if clean && run > 1 {
+            st.shed_skip = 0;
+            st.shed_backoff = 0;
+        }
         self.mapped(st, p, run, clean);
         st.stats.prefetched += run as u64 - 1;
         st.next_seq = p + run;
@@ -1360,7 +1382,8 @@ impl Shared {
     /// probing [`SHED_PROBES`] pages at random (a random resident page is
     /// as far from eviction as any, on average): they stay resident, now
     /// dirty, and are compressed again when evicted.
-    fn shed_copies(&self, st: &mut State, n: usize) {
+    /// Returns how many it dropped.
+    fn shed_copies(&self, st: &mut State, n: usize) -> usize {
         let pages = st.pages.len() as u64;
         let mut left = n;
         for _ in 0..SHED_PROBES {
@@ -1380,10 +1403,11 @@ impl Shared {
                 st.stats.shed_copies += 1;
                 left -= 1;
                 if left == 0 {
-                    return;
+                    break;
                 }
             }
         }
+        n - left
     }
 
     /// Load pages `p..p + run` into the buffer (zeros where nothing is
