@@ -338,6 +338,12 @@ fn main() {
         ..RegionOptions::default()
     };
     modes.push(("region, 2 pinned, direct wake".into(), direct));
+    let by_waker = RegionOptions {
+        pinned_handlers: Some(2),
+        wake_by_waker: true,
+        ..RegionOptions::default()
+    };
+    modes.push(("region, 2 pinned, waker thread".into(), by_waker));
     let signal = RegionOptions {
         faults: FaultMode::Signal,
         ..RegionOptions::default()
