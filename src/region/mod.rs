@@ -674,35 +674,31 @@ impl Region {
             region.signal_slot = Some(slot);
             return Ok(region);
         }
-        let start = |name: &str, f: Box<dyn FnOnce() + Send>| {
-            std::thread::Builder::new()
-                .name(name.into())
-                .spawn(f)
-                .map_err(|e| Error::io(ErrorKind::System, "cannot start the fault handler", e))
-        };
         for (me, cpu) in cpus.into_iter().enumerate() {
             let worker = Arc::clone(&region.shared);
-            region.handlers.push(start(
-                "zswap-region",
-                Box::new(move || {
+            region
+                .handlers
+                .push(spawn("zswap-region", "fault handler", move || {
                     if let Some(cpu) = cpu {
                         pin_to(cpu);
                     }
                     worker.serve(me)
-                }),
-            )?);
-            if let (Some(cpu), true) = (cpu, me < region.shared.wakers.len()) {
-                let worker = Arc::clone(&region.shared);
-                let thread: Box<dyn FnOnce() + Send> = if region.shared.idle_wake {
-                    Box::new(move || worker.run_guard(me))
-                } else {
-                    Box::new(move || {
-                        pin_to(cpu);
-                        worker.run_waker(me)
-                    })
-                };
-                region.handlers.push(start("zswap-waker", thread)?);
-            }
+                })?);
+            let (Some(cpu), true) = (cpu, me < region.shared.wakers.len()) else {
+                continue;
+            };
+            let worker = Arc::clone(&region.shared);
+            let thread = if region.shared.idle_wake {
+                spawn("zswap-guard", "fault handler's guard", move || {
+                    worker.run_guard(me)
+                })
+            } else {
+                spawn("zswap-waker", "fault handler's waker", move || {
+                    pin_to(cpu);
+                    worker.run_waker(me)
+                })
+            };
+            region.handlers.push(thread?);
         }
         Ok(region)
     }
@@ -881,6 +877,15 @@ fn wait_for(park: &OwnedFd, stop: &OwnedFd) {
     // SAFETY: reading 8 bytes into a local u64 from our non-blocking
     // eventfd; EAGAIN (not poked) leaves it alone.
     unsafe { libc::read(park.as_raw_fd(), (&mut count as *mut u64).cast(), 8) };
+}
+
+/// Start a thread of the region's, named `name`; an error says it is
+/// `what`.
+fn spawn(name: &str, what: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(|e| Error::io(ErrorKind::System, format!("cannot start the {what}"), e))
 }
 
 /// Put thread `tid` (0: the calling one) in scheduling class `policy`
