@@ -321,6 +321,7 @@ fn writeback_races_lose_nothing_and_resurrect_nothing() {
                         let mut seen: HashMap<u64, u64> = HashMap::new();
                         let mut i = r;
                         while !done.load(Ordering::SeqCst) {
+                            std::thread::yield_now();
                             let o = i % (OWNERS * PER_OWNER);
                             i += 7;
                             match z.load(t, o) {
@@ -355,6 +356,11 @@ fn writeback_races_lose_nothing_and_resurrect_nothing() {
                 s.spawn(move || {
                     while !done.load(Ordering::SeqCst) {
                         z.writeback(4).unwrap();
+                        // Under valgrind, which runs one thread at a time, a
+                        // loop that never yields starved the owners (CI,
+                        // 2026-12-03: this thread 66 CPU-minutes, the owners
+                        // 6 s each, over 80 minutes).
+                        std::thread::yield_now();
                     }
                 });
             }
