@@ -521,12 +521,13 @@ struct Waker {
     /// Poked when `owed` is set, or to rouse a sleeping guard.
     bell: OwnedFd,
     /// Where the handler wakes threads from the idle class itself and this
-    /// thread guards it: what they share.
+    /// thread guards it: what they share (and, either way, the pause).
     guard: Guard,
 }
 
 /// What a handler that wakes threads from the idle class shares with its
-/// guard. Times are nanoseconds since `epoch`, plus one (0: none).
+/// guard, and the pause of hand-off that a late waker or a rescue starts.
+/// Times are nanoseconds since `epoch`, plus one (0: none).
 struct Guard {
     epoch: Instant,
     /// The handler's thread id, for the guard to take it out of the idle
@@ -539,7 +540,8 @@ struct Guard {
     last: AtomicU64,
     /// The guard sleeps on the bell, until the next hand-off.
     sleeping: AtomicBool,
-    /// After a rescue: the handler wakes threads directly until then.
+    /// After a late waker or a rescue: the handler wakes threads directly
+    /// until then.
     paused_until: AtomicU64,
 }
 
@@ -557,6 +559,17 @@ impl Guard {
 
     fn now(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64 + 1
+    }
+
+    /// Hand-off stops for [`HAND_OFF_PAUSE`].
+    fn pause(&self) {
+        let until = self.now() + HAND_OFF_PAUSE.as_nanos() as u64;
+        self.paused_until.store(until, Relaxed);
+    }
+
+    fn paused(&self) -> bool {
+        let until = self.paused_until.load(Relaxed);
+        until != 0 && self.now() < until
     }
 }
 
@@ -921,8 +934,6 @@ struct HandOff<'a> {
     waker: Option<&'a Waker>,
     /// When the wake-up the waker owes was handed to it.
     owed_since: Option<Instant>,
-    /// After a late waker: no hand-off until then.
-    paused_until: Option<Instant>,
 }
 
 impl<'a> HandOff<'a> {
@@ -930,26 +941,13 @@ impl<'a> HandOff<'a> {
         HandOff {
             waker,
             owed_since: None,
-            paused_until: None,
         }
     }
 
     /// Whether the next batch's wake-ups go to the waker.
-    fn active(&mut self) -> bool {
-        let Some(waker) = self.waker else {
-            return false;
-        };
-        if let Some(until) = self.paused_until {
-            if Instant::now() < until {
-                return false;
-            }
-            self.paused_until = None;
-        }
-        let paused = waker.guard.paused_until.load(Relaxed);
-        if paused != 0 && waker.guard.now() < paused {
-            return false;
-        }
-        waker.ready.load(Acquire)
+    fn active(&self) -> bool {
+        self.waker
+            .is_some_and(|waker| !waker.guard.paused() && waker.ready.load(Acquire))
     }
 
     /// The batch just served owes its threads a wake-up: the waker's.
@@ -1311,7 +1309,7 @@ impl Shared {
         if waker.owed.swap(false, AcqRel) {
             let _ = self.wake_region();
             if late {
-                hand_off.paused_until = Some(Instant::now() + HAND_OFF_PAUSE);
+                waker.guard.pause();
                 self.state.lock().stats.waker_timeouts += 1;
             }
         }
@@ -1370,9 +1368,7 @@ impl Shared {
             {
                 set_policy(guard.tid.load(Acquire), libc::SCHED_OTHER);
                 let _ = self.wake_region();
-                guard
-                    .paused_until
-                    .store(guard.now() + HAND_OFF_PAUSE.as_nanos() as u64, Relaxed);
+                guard.pause();
                 self.state.lock().stats.waker_timeouts += 1;
             }
         }
