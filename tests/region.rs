@@ -149,35 +149,29 @@ fn threads_writing_counters_lose_nothing_under_eviction() {
 
 #[test]
 fn pinned_handlers_on_every_cpu_lose_nothing_either() {
-    let z = Arc::new(Zswap::new(config()).unwrap());
-    let options = RegionOptions {
+    counters_with(&RegionOptions {
         pinned_handlers: Some(4),
         spin: Some(std::time::Duration::ZERO),
         ..RegionOptions::default()
-    };
-    counters_under_eviction(Region::with_options(z, 256 * PAGE, 24 * PAGE, &options).unwrap());
+    });
 }
 
 #[test]
 fn handlers_handing_wakes_to_waker_threads_lose_nothing_either() {
-    let z = Arc::new(Zswap::new(config()).unwrap());
-    let options = RegionOptions {
+    counters_with(&RegionOptions {
         pinned_handlers: Some(2),
         wake_by_waker: true,
         ..RegionOptions::default()
-    };
-    counters_under_eviction(Region::with_options(z, 256 * PAGE, 24 * PAGE, &options).unwrap());
+    });
 }
 
 #[test]
 fn handlers_waking_threads_directly_lose_nothing_either() {
-    let z = Arc::new(Zswap::new(config()).unwrap());
-    let options = RegionOptions {
+    counters_with(&RegionOptions {
         pinned_handlers: Some(2),
         direct_wake: true,
         ..RegionOptions::default()
-    };
-    counters_under_eviction(Region::with_options(z, 256 * PAGE, 24 * PAGE, &options).unwrap());
+    });
 }
 
 #[test]
@@ -307,6 +301,13 @@ fn the_polling_handler_follows_the_faulting_thread_to_its_cpu() {
         switches[0] >= 1 && switches[1] > switches[0] && switches[2] > switches[1],
         "handler switches after each round: {switches:?}"
     );
+}
+
+/// [`counters_under_eviction`] on a region of 256 pages, 24 resident,
+/// made with `options` on a cache of its own.
+fn counters_with(options: &RegionOptions) {
+    let z = Arc::new(Zswap::new(config()).unwrap());
+    counters_under_eviction(Region::with_options(z, 256 * PAGE, 24 * PAGE, options).unwrap());
 }
 
 fn counters_under_eviction(r: Region) {
@@ -757,10 +758,7 @@ fn signal_mode_keeps_every_page_under_pressure() {
 
 #[test]
 fn signal_mode_threads_writing_counters_lose_nothing() {
-    let z = Arc::new(Zswap::new(config()).unwrap());
-    counters_under_eviction(
-        Region::with_options(z, 256 * PAGE, 24 * PAGE, &signal_mode()).unwrap(),
-    );
+    counters_with(&signal_mode());
 }
 
 #[test]
@@ -914,10 +912,8 @@ fn random_faults_shed_the_copies_a_scan_left_and_lose_nothing() {
 
 #[test]
 fn threads_writing_counters_lose_nothing_with_the_pool_in_budget() {
-    let z = Arc::new(Zswap::new(config()).unwrap());
-    let options = RegionOptions {
+    counters_with(&RegionOptions {
         pool_in_budget: true,
         ..RegionOptions::default()
-    };
-    counters_under_eviction(Region::with_options(z, 256 * PAGE, 24 * PAGE, &options).unwrap());
+    });
 }
