@@ -102,8 +102,8 @@
 //! and a handler that has been in the idle class that long it takes out
 //! (`sched_setscheduler` of its thread id), wakes the region's threads
 //! for it (`waker_timeouts`) and has it wake directly for 100 ms. Measured
-//! here (`cargo bench --bench region`, random reads, ns per fault, the
-//! same runs): 13,325 and 10,507 this way, 17,946 and 16,453 through the
+//! here (`cargo bench --bench region`, random reads, ns per page touched,
+//! 3 faults in 4 touches, the same runs): 13,325 and 10,507 this way, 17,946 and 16,453 through the
 //! waker thread, 8,246 and 7,673 in signal mode. Beside a busy thread on
 //! each CPU, with the guard turned off, the handler still got its CPU
 //! back within 92 us per fault on average (this kernel's EEVDF), so the
