@@ -103,11 +103,12 @@
 //! (`sched_setscheduler` of its thread id), wakes the region's threads
 //! for it (`waker_timeouts`) and has it wake directly for 100 ms. Measured
 //! here (`cargo bench --bench region`, random reads, ns per page touched,
-//! 3 faults in 4 touches, the same runs): 13,325 and 10,507 this way, 17,946 and 16,453 through the
-//! waker thread, 8,246 and 7,673 in signal mode. Beside a busy thread on
-//! each CPU, with the guard turned off, the handler still got its CPU
-//! back within 92 us per fault on average (this kernel's EEVDF), so the
-//! guard is insurance; it does act there (the tests).
+//! 3 faults in 4 touches, the same runs): 13,325 and 10,507 this way,
+//! 17,946 and 16,453 through the waker thread, 8,246 and 7,673 in signal
+//! mode. Beside a busy thread on each CPU, with the guard turned off, the
+//! handler still got its CPU back within 92 us per fault on average (this
+//! kernel's EEVDF), so the guard is insurance; it does act there (the
+//! tests).
 //! [`RegionOptions::wake_by_waker`] keeps the waker thread.
 //!
 //! Exclusive loads, with [`RegionOptions::pool_in_budget`]: there a stored
