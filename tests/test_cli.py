@@ -9,6 +9,7 @@ built-in workload is kept small except in one test, which runs the default.
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import re
 import signal
@@ -25,6 +26,7 @@ from cli_helpers import run_cli
 
 import zswap_rs
 from zswap_rs import cli
+from zswap_rs.cli import info as info_command
 from zswap_rs.cli import library, report
 from zswap_rs.cli.profile import CompressorResult
 
@@ -419,6 +421,35 @@ def test_info_says_whether_userfaultfd_is_usable() -> None:
         # Root may always call userfaultfd(2) where the kernel has it (the
         # sysctl says so), unless a seccomp filter (a container's) forbids it.
         assert mode == "syscall"
+    # Signal mode: usable wherever userfaultfd is (every kernel a region
+    # runs on has UFFD_FEATURE_SIGBUS), said on the same line.
+    assert uffd["signal_mode"] == {"usable": usable, "reason": None}
+    if usable:
+        assert line.endswith("; signal mode: usable")
+
+
+def test_info_says_why_signal_mode_is_refused() -> None:
+    """Signal mode fails, with the region's own message, once the process's signal table is full."""
+    if not zswap_rs.userfaultfd_status()[0]:
+        pytest.skip("userfaultfd is not usable here")
+    page = mmap.PAGESIZE
+    regions = []
+    try:
+        while len(regions) < 1000:
+            try:
+                regions.append(zswap_rs.Region(page, budget=page, faults="signal"))
+            except (zswap_rs.ZswapError, OSError) as e:
+                refused = str(e)
+                break
+        else:
+            pytest.fail("1000 signal-mode regions were all made")
+        assert info_command._signal_mode(zswap_rs) == {"usable": False, "reason": refused}
+        line = info_command._userfaultfd_line(info_command._userfaultfd())
+        assert line.endswith(f"; signal mode: not usable: {refused}")
+    finally:
+        for r in regions:
+            r.close()
+    assert info_command._signal_mode(zswap_rs) == {"usable": True, "reason": None}
 
 
 def _seccomp() -> bool:

@@ -46,9 +46,11 @@ SYSCTL = "/proc/sys/vm/unprivileged_userfaultfd"
 def _userfaultfd() -> dict[str, Any]:
     """Can a Region get its userfaultfd here, how, or why not (the Region's own probe).
 
-    With it, vm.unprivileged_userfaultfd: the setting that most often decides it.
+    With it, vm.unprivileged_userfaultfd: the setting that most often decides it, and whether
+    signal mode (``faults="signal"``) works: a one-page region made in it and closed at once.
     """
-    usable, mode, reason = library.zswap().userfaultfd_status()
+    zs = library.zswap()
+    usable, mode, reason = zs.userfaultfd_status()
     try:
         with open(SYSCTL, "rb") as f:
             sysctl: int | None = int(f.read())
@@ -59,7 +61,18 @@ def _userfaultfd() -> dict[str, Any]:
         "mode": mode,
         "reason": reason or None,
         "unprivileged_userfaultfd": sysctl,
+        "signal_mode": _signal_mode(zs) if usable else {"usable": False, "reason": None},
     }
+
+
+def _signal_mode(zs: Any) -> dict[str, Any]:
+    """Whether a region can serve its faults in the faulting thread's SIGBUS handler here."""
+    try:
+        page = _procmem.system_page_size()
+        zs.Region(page, budget=page, faults="signal").close()
+    except (zs.ZswapError, OSError) as e:
+        return {"usable": False, "reason": str(e)}
+    return {"usable": True, "reason": None}
 
 
 def _print_text(doc: dict[str, Any]) -> None:
@@ -93,7 +106,10 @@ def _userfaultfd_line(uffd: dict[str, Any]) -> str:
     sysctl = uffd["unprivileged_userfaultfd"]
     setting = "" if sysctl is None else f"vm.unprivileged_userfaultfd = {sysctl}"
     if uffd["usable"]:
-        return f"userfaultfd: usable ({uffd['mode']}" + (f"; {setting})" if setting else ")")
+        signal = uffd["signal_mode"]
+        how = "usable" if signal["usable"] else f"not usable: {signal['reason']}"
+        details = f"{uffd['mode']}; {setting}" if setting else uffd["mode"]
+        return f"userfaultfd: usable ({details}); signal mode: {how}"
     return "userfaultfd: not usable" + (f" ({setting})" if setting else "") + f": {uffd['reason']}"
 
 
