@@ -911,6 +911,41 @@ fn random_faults_shed_the_copies_a_scan_left_and_lose_nothing() {
 }
 
 #[test]
+fn random_faults_keep_the_copies_in_the_file() {
+    // A copy in the swap file costs no memory: shedding it would free no
+    // budget and cost a compression and a write at the page's eviction.
+    // With the pool off every copy is in the file, so random reads after a
+    // scan shed nothing, and evict clean: nothing is written again.
+    let (n, budget) = (1024, 256);
+    let z = Arc::new(Zswap::new(config()).unwrap());
+    z.set_enabled(false);
+    let options = RegionOptions {
+        pool_in_budget: true,
+        ..RegionOptions::default()
+    };
+    let r = Region::with_options(Arc::clone(&z), n * PAGE, budget * PAGE, &options).unwrap();
+    for i in 0..n {
+        write_page(&r, i, &stamped(i, 1));
+    }
+    for i in 0..n {
+        check_page(&r, i, &stamped(i, 1));
+    }
+    let written = z.stats().pswpout;
+    assert!(written >= (n - budget) as u64, "{:?}", z.stats());
+    for k in 0..4000 {
+        let i = (k * 7919) % n;
+        check_page(&r, i, &stamped(i, 1));
+    }
+    let s = r.stats();
+    assert!(s.faults > 2000 && s.clean_evictions > 2000, "{s:?}");
+    assert_eq!(s.shed_copies, 0, "{s:?}");
+    assert_eq!(z.stats().pswpout, written, "{:?}", z.stats());
+    for i in 0..n {
+        check_page(&r, i, &stamped(i, 1));
+    }
+}
+
+#[test]
 fn threads_writing_counters_lose_nothing_with_the_pool_in_budget() {
     counters_with(&RegionOptions {
         pool_in_budget: true,

@@ -1567,10 +1567,11 @@ impl Shared {
         }
     }
 
-    /// Drop the stored copies of up to `n` resident clean pages, found by
+    /// Drop the pool's copies of up to `n` resident clean pages, found by
     /// probing [`SHED_PROBES`] pages at random (a random resident page is
     /// as far from eviction as any, on average): they stay resident, now
-    /// dirty, and are compressed again when evicted.
+    /// dirty, and are compressed again when evicted. A copy in the file
+    /// stays: it costs no memory.
     /// Returns how many it dropped.
     fn shed_copies(&self, st: &mut State, n: usize) -> usize {
         let pages = st.pages.len() as u64;
@@ -1582,8 +1583,14 @@ impl Shared {
             x ^= x << 17;
             st.probe = x;
             let q = (x % pages) as usize;
-            if st.pages[q] & (RESIDENT | STORED) == RESIDENT | STORED {
-                let _ = self.zswap.invalidate(self.swap_type, q as u64);
+            // A copy in the file costs no memory: it stays, and the page
+            // is dropped clean when evicted (no compression).
+            if st.pages[q] & (RESIDENT | STORED) == RESIDENT | STORED
+                && matches!(
+                    self.zswap.invalidate_cached(self.swap_type, q as u64),
+                    Ok(true)
+                )
+            {
                 st.pages[q] &= !STORED;
                 // Writable now, so that a write costs no fault: nothing
                 // waits on it, and a thread that did fault on it meanwhile

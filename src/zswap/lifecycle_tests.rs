@@ -307,6 +307,42 @@ fn pool_pages_over_swapped_ones_give_the_blocks_back() {
     assert!(left <= batch + 64 * 1024, "{left} bytes still allocated");
 }
 
+#[test]
+fn invalidate_cached_drops_pool_copies_and_keeps_the_files() {
+    let dir = TempDir::new("cached");
+    let z = Zswap::new(Config::default()).unwrap();
+    let t = z
+        .swapon_file(&dir.file("swap"), 8, &FileOptions::default())
+        .unwrap();
+    // Offset 0 in the file (written back), 1 in the pool, 2 same-filled.
+    assert_eq!(z.store(t, 0, &page(1)).unwrap(), StoreOutcome::Stored);
+    assert_eq!(z.writeback(1).unwrap(), 1);
+    assert_eq!(z.store(t, 1, &page(2)).unwrap(), StoreOutcome::Stored);
+    assert_eq!(
+        z.store(t, 2, &[7u8; 4096]).unwrap(),
+        StoreOutcome::SameFilled
+    );
+
+    assert!(!z.invalidate_cached(t, 0).unwrap());
+    assert_eq!(z.load(t, 0).unwrap(), page(1));
+    assert_eq!(z.backing_info(t).unwrap().unwrap().used_slots, 1);
+    for o in [1, 2] {
+        assert!(z.invalidate_cached(t, o).unwrap(), "offset {o}");
+        assert_eq!(z.load(t, o).unwrap_err().kind(), not_found(t, o));
+        assert!(!z.invalidate_cached(t, o).unwrap(), "offset {o}");
+    }
+    let s = z.stats();
+    assert_eq!(
+        (s.stored_pages, s.same_filled_pages, s.compr_data_size),
+        (0, 0, 0)
+    );
+    // Nothing stored at all, and offsets out of the area, as `invalidate`.
+    assert!(!z.invalidate_cached(t, 5).unwrap());
+    assert!(z.invalidate_cached(t, 8).is_err());
+    assert!(z.invalidate(t, 0).unwrap());
+    z.check_invariants().unwrap();
+}
+
 /// Threads of this process named `zswap-shrinker`.
 fn shrinker_threads() -> usize {
     std::fs::read_dir("/proc/self/task")

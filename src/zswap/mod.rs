@@ -1397,6 +1397,23 @@ impl Zswap {
         found
     }
 
+    /// Drop the page at `(swap_type, offset)` if the pool holds it (a
+    /// same-filled entry too); a copy in the file stays, since it costs no
+    /// memory. Returns whether the pool held it. For a caller that keeps
+    /// its own copy and wants the pool's memory back, not the file's slot:
+    /// a region shedding the copies of resident pages.
+    pub fn invalidate_cached(&self, swap_type: u32, offset: u64) -> Result<bool> {
+        let at = self.check_slot(swap_type, offset)?;
+        let mut inner = self.lock_slot(at, offset)?;
+        let Some(entry) = inner.index.remove(offset as u32) else {
+            return Ok(false);
+        };
+        self.release(entry);
+        drop(inner);
+        self.compact_if_fragmented();
+        Ok(true)
+    }
+
     /// `invalidate`, before the compaction step it may run.
     fn invalidate_page(&self, swap_type: u32, offset: u64) -> Result<bool> {
         let at = self.check_slot(swap_type, offset)?;
