@@ -132,6 +132,20 @@ def test_bad_redis_arguments_are_typed() -> None:
         z.swapon("redis://127.0.0.1:1/0", pages=8, disk_mbps=10.0)
 
 
+@pytest.mark.parametrize("option", ["direct", "discard", "disk_mbps"])
+def test_file_options_given_for_another_area_are_value_errors(option: str) -> None:
+    # O_DIRECT, discard and pacing have no meaning for Redis or for a
+    # memory-only area: asking for them (even for the file's default) is an
+    # error, not something ignored, and takes no area.
+    z = Zswap()
+    value = 10.0 if option == "disk_mbps" else True
+    with pytest.raises(ValueError, match=f"{option} applies to a file, not Redis"):
+        z.swapon("redis://127.0.0.1:1/0", pages=8, **{option: value})
+    with pytest.raises(ValueError, match=f"{option} applies to a file, not a memory-only"):
+        z.swapon(None, pages=8, **{option: value})
+    assert z.swapon(None, pages=8) == 0, "no area was taken"
+
+
 def test_timeouts_are_taken_in_seconds_and_a_stopped_server_fails_fast(
     server: Server,
 ) -> None:

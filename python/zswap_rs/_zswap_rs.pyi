@@ -52,9 +52,9 @@ class Zswap:
         path: str | os.PathLike[str] | None = None,
         pages: int | None = None,
         *,
-        direct: bool = True,
+        direct: bool | None = None,
         disk_mbps: float | None = None,
-        discard: bool = True,
+        discard: bool | None = None,
         connect_timeout: float | None = None,
         io_timeout: float | None = None,
     ) -> int:
@@ -63,11 +63,13 @@ class Zswap:
         With a ``path``, the area is backed by that file (created sparse with mode
         0600, never followed through a symlink) or block device: a page the pool
         does not take is written there (``SWAPPED``), and a full pool writes back
-        its oldest entries there. ``direct`` opens it ``O_DIRECT`` where the
-        filesystem allows; ``disk_mbps`` paces its I/O to a slower device's speed;
-        ``discard`` gives freed slots' blocks back to the filesystem (holes punched
-        64 at a time, as the kernel's ``swapon --discard``; on a filesystem mounted
-        ``discard`` each punch costs milliseconds, in the storing thread).
+        its oldest entries there. ``direct`` (on unless given) opens it ``O_DIRECT``
+        where the filesystem allows; ``disk_mbps`` paces its I/O to a slower
+        device's speed; ``discard`` (on unless given) gives freed slots' blocks back
+        to the filesystem (holes punched 64 at a time, as the kernel's ``swapon
+        --discard``; on a filesystem mounted ``discard`` each punch costs
+        milliseconds, in the storing thread). These three apply to a file only: for
+        a memory-only area or Redis they raise ``ValueError``.
         An existing path must be an empty file or a zswap-rs swap file of this page
         size (``mkswap``); anything else raises ``BackingStoreError`` (``EINVAL``)
         untouched, and a file another area uses raises it with ``EBUSY``.

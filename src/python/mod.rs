@@ -665,9 +665,11 @@ impl Zswap {
     /// Turn on a swap area of `pages` slots and return its swap type; with
     /// a `path`, backed by that file (or block device), or by a Redis server
     /// or cluster for a `redis://` or `redis+cluster://` URL, with its
-    /// timeouts in seconds (2 each by default).
+    /// timeouts in seconds (2 each by default). `direct`, `disk_mbps` and
+    /// `discard` apply to a file only (`direct` and `discard` on unless
+    /// given), and are a `ValueError` for another area.
     #[pyo3(signature = (
-        path = None, pages = None, *, direct = true, disk_mbps = None, discard = true,
+        path = None, pages = None, *, direct = None, disk_mbps = None, discard = None,
         connect_timeout = None, io_timeout = None,
     ))]
     #[allow(clippy::too_many_arguments)]
@@ -676,9 +678,9 @@ impl Zswap {
         py: Python<'_>,
         path: Option<&Bound<'_, PyAny>>,
         pages: Option<&Bound<'_, PyAny>>,
-        direct: bool,
+        direct: Option<bool>,
         disk_mbps: Option<f64>,
-        discard: bool,
+        discard: Option<bool>,
         connect_timeout: Option<f64>,
         io_timeout: Option<f64>,
     ) -> PyResult<u32> {
@@ -695,15 +697,27 @@ impl Zswap {
                 "connect_timeout and io_timeout apply to a redis:// area only",
             ));
         }
+        if path.is_none() || url.is_some() {
+            let given = [
+                ("direct", direct.is_some()),
+                ("disk_mbps", disk_mbps.is_some()),
+                ("discard", discard.is_some()),
+            ];
+            if let Some((name, _)) = given.iter().find(|(_, given)| *given) {
+                let area = if path.is_none() {
+                    "a memory-only area (no path)"
+                } else {
+                    "Redis"
+                };
+                return Err(PyValueError::new_err(format!(
+                    "{name} applies to a file, not {area}"
+                )));
+            }
+        }
         let Some(path) = path else {
             return self.core.swapon(pages).map_err(|e| to_py(py, e));
         };
         if let Some(url) = url {
-            if disk_mbps.is_some() {
-                return Err(PyValueError::new_err(
-                    "disk_mbps applies to a file, not Redis",
-                ));
-            }
             let defaults = crate::RedisOptions::default();
             let options = crate::RedisOptions::from_secs(
                 connect_timeout.unwrap_or(defaults.connect_timeout.as_secs_f64()),
@@ -715,9 +729,9 @@ impl Zswap {
         let path = path_arg(path)?;
         // The core checks the pacing (`ConfigError`, a `ValueError`).
         let options = FileOptions {
-            direct,
+            direct: direct.unwrap_or(true),
             disk_mbps,
-            discard,
+            discard: discard.unwrap_or(true),
         };
         run(py, || self.core.swapon_file(&path, pages, &options))
     }
