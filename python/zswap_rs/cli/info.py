@@ -67,8 +67,8 @@ def _userfaultfd() -> dict[str, Any]:
 
 def _signal_mode(zs: Any) -> dict[str, Any]:
     """Whether a region can serve its faults in the faulting thread's SIGBUS handler here."""
+    page = _procmem.system_page_size()
     try:
-        page = _procmem.system_page_size()
         zs.Region(page, budget=page, faults="signal").close()
     except (zs.ZswapError, OSError) as e:
         return {"usable": False, "reason": str(e)}
