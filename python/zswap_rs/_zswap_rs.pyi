@@ -216,7 +216,8 @@ class Region:
       so the budget is the region's RAM in all (off: resident pages alone,
       the pool on top, up to its own ``max_pool_bytes``). A page faulted in
       alone then leaves the pool, and sheds a few other resident pages'
-      copies (``shed_copies``): a copy would cost resident pages.
+      copies in the pool (``shed_copies``): a copy there would cost resident
+      pages (one in the swap file costs none, and stays).
 
     Untouched pages read as zeros and cost nothing. After ``os.fork()`` the
     child has no mapping at ``address`` (an access there is ``SIGSEGV``): it

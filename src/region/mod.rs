@@ -117,10 +117,12 @@
 //! again soon, so read-ahead runs keep their copies and are dropped clean.
 //! A page faulted in alone is taken out of the pool instead (the kernel's
 //! zswap does so for every page since 6.5), and each such fault also sheds
-//! the copies of up to 16 (`SHED_PER_FAULT`) resident clean pages found at
-//! random (`shed_copies`): after a scan every page has a copy, and a
-//! random phase would otherwise keep them all for as long as it runs. The
-//! price is a compression when such a page is evicted. Measured with
+//! the pool's copies of up to 16 (`SHED_PER_FAULT`) resident clean pages
+//! found at random (`shed_copies`): after a scan every page has a copy,
+//! and a random phase would otherwise keep them all for as long as it
+//! runs. The price is a compression when such a page is evicted; a copy
+//! in the swap file costs no memory, so it stays
+//! ([`Zswap::invalidate_cached`]). Measured with
 //! `zswap-rs versus` (the README): at 1x the random reads after the scans
 //! took 14,800 faults where keeping every copy took 27,900, and the random
 //! writes after them 9,900 where they took 25,000 (a page whose copy is
@@ -266,7 +268,7 @@ pub struct RegionStats {
     /// or a guard took its handler out of the idle class after as long;
     /// see the module docs on wake hand-off.
     pub waker_timeouts: u64,
-    /// Stored copies of resident clean pages dropped while faults came at
+    /// Pool copies of resident clean pages dropped while faults came at
     /// random, with the pool counted in the budget (see the module docs on
     /// exclusive loads).
     pub shed_copies: u64,
