@@ -857,23 +857,31 @@ fn a_regions_swap_file_punches_no_holes() {
     assert!(z.stats().pswpout > 128, "pages went to the file, and again");
 }
 
-#[test]
-fn random_faults_shed_the_copies_a_scan_left_and_lose_nothing() {
-    // The pool counts in the budget: after a scan every page has a copy in
-    // it, which random faults then shed, so that more pages stay resident.
-    let (n, budget) = (1024, 512);
-    let z = Arc::new(Zswap::new(config()).unwrap());
+/// A region of `n` pages on `z`, its pool counted in its budget of
+/// `budget` pages, every page written (version 1) and then read back in a
+/// scan.
+fn scanned_with_pool_in_budget(z: &Arc<Zswap>, n: usize, budget: usize) -> Region {
     let options = RegionOptions {
         pool_in_budget: true,
         ..RegionOptions::default()
     };
-    let r = Region::with_options(Arc::clone(&z), n * PAGE, budget * PAGE, &options).unwrap();
+    let r = Region::with_options(Arc::clone(z), n * PAGE, budget * PAGE, &options).unwrap();
     for i in 0..n {
         write_page(&r, i, &stamped(i, 1));
     }
     for i in 0..n {
         check_page(&r, i, &stamped(i, 1));
     }
+    r
+}
+
+#[test]
+fn random_faults_shed_the_copies_a_scan_left_and_lose_nothing() {
+    // The pool counts in the budget: after a scan every page has a copy in
+    // it, which random faults then shed, so that more pages stay resident.
+    let (n, budget) = (1024, 512);
+    let z = Arc::new(Zswap::new(config()).unwrap());
+    let r = scanned_with_pool_in_budget(&z, n, budget);
     let after_scan = r.stats();
     assert_eq!(after_scan.shed_copies, 0, "{after_scan:?}");
     let mut version = vec![1u64; n];
@@ -919,17 +927,7 @@ fn random_faults_keep_the_copies_in_the_file() {
     let (n, budget) = (1024, 256);
     let z = Arc::new(Zswap::new(config()).unwrap());
     z.set_enabled(false);
-    let options = RegionOptions {
-        pool_in_budget: true,
-        ..RegionOptions::default()
-    };
-    let r = Region::with_options(Arc::clone(&z), n * PAGE, budget * PAGE, &options).unwrap();
-    for i in 0..n {
-        write_page(&r, i, &stamped(i, 1));
-    }
-    for i in 0..n {
-        check_page(&r, i, &stamped(i, 1));
-    }
+    let r = scanned_with_pool_in_budget(&z, n, budget);
     let written = z.stats().pswpout;
     assert!(written >= (n - budget) as u64, "{:?}", z.stats());
     for k in 0..4000 {
